@@ -1,0 +1,117 @@
+"""Ports: the Protocols the use cases need from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from amanah.domain.banking import (
+    Account,
+    AccountBalance,
+    Card,
+    CardStatus,
+    Customer,
+    Payee,
+    Transaction,
+    TransactionQuery,
+)
+from amanah.domain.conversation import Channel, ConversationState, Turn
+from amanah.domain.intents import Classification
+
+
+class CoreBanking(Protocol):
+    """The bank's core system. The built-in one lives on Amanah's database; a real bank swaps it.
+
+    Every method is scoped to one customer: asking for another customer's card or account raises
+    :class:`~amanah.domain.errors.NotFound`, never returns it.
+    """
+
+    def customer(self, customer_id: int) -> Customer: ...
+
+    def customer_by_username(self, username: str) -> Customer: ...
+
+    def accounts(self, customer_id: int) -> Sequence[Account]: ...
+
+    def balances(self, customer_id: int) -> Sequence[AccountBalance]: ...
+
+    def search_transactions(self, query: TransactionQuery) -> Sequence[Transaction]: ...
+
+    def merchants(self, customer_id: int) -> Sequence[str]:
+        """Distinct merchant names in the customer's history, for recognising them in messages."""
+        ...
+
+    def categories(self, customer_id: int) -> Sequence[str]:
+        """Distinct spending categories in the customer's history."""
+        ...
+
+    def cards(self, customer_id: int) -> Sequence[Card]: ...
+
+    def set_card_status(self, customer_id: int, card_id: int, status: CardStatus, reason: str) -> Card:
+        """Change a card's status and record why; LOST/STOLEN are final and cannot be undone."""
+        ...
+
+    def payees(self, customer_id: int) -> Sequence[Payee]: ...
+
+
+class Authenticator(Protocol):
+    """Checks a customer's bank credentials on the bank's own site. Never used on a third party."""
+
+    def authenticate(self, username: str, password: str) -> Customer | None: ...
+
+
+class ConversationStore(Protocol):
+    """Keeps conversation state per (channel, user) and an append-only list of turns."""
+
+    def load(self, channel: Channel, user_id: str) -> ConversationState:
+        """The stored state, or a fresh one (not yet saved) for a new user."""
+        ...
+
+    def save(self, state: ConversationState, turn: Turn | None = None) -> ConversationState:
+        """Persist ``state`` and append ``turn`` atomically; returns the state with its id set."""
+        ...
+
+    def turns(self, channel: Channel, user_id: str, limit: int = 50) -> Sequence[Turn]:
+        """The most recent turns, oldest first."""
+        ...
+
+    def waiting_for_agent(self) -> Sequence[ConversationState]: ...
+
+
+class Classifier(Protocol):
+    """Maps a message to an intent. Pluggable: rules, a trained model, or an embedding model."""
+
+    def classify(self, text: str, language: str) -> Classification: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KbEntry:
+    """One knowledge-base article, in both languages."""
+
+    id: str
+    topic: str
+    questions: dict[str, tuple[str, ...]]  # language -> ways customers ask
+    answers: dict[str, str]  # language -> answer
+
+
+@dataclass(frozen=True, slots=True)
+class KbHit:
+    entry: KbEntry
+    score: float  # in [0, 1]
+
+
+class KnowledgeBase(Protocol):
+    """The bank's FAQ, edited by the bank in one file."""
+
+    def search(self, text: str, language: str, limit: int = 3) -> Sequence[KbHit]: ...
+
+    def entries(self) -> Sequence[KbEntry]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC now."""
+        ...
+
+    def today(self) -> date: ...

@@ -1,0 +1,56 @@
+"""Typed settings, read once from ``AMANAH_*`` environment variables (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GRAPH_API_VERSION = "v23.0"  # pinned Meta Graph API version for the Send APIs
+
+
+class Settings(BaseSettings):
+    """All configuration. Secrets are :class:`SecretStr` so they never print in a repr or a log."""
+
+    model_config = SettingsConfigDict(env_prefix="AMANAH_", env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./amanah.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_base_url: str = ""  # the bank's own site as customers reach it; defaults to http://host:port
+    session_secret: SecretStr = SecretStr("dev-only-change-me-0123456789abcdef")
+    session_max_age_s: int = 30 * 60
+    max_message_chars: int = Field(default=2000, ge=1, le=100_000)
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    knowledge_base: Path | None = None  # defaults to the packaged knowledge/faq.toml
+    agreements_dir: Path | None = None  # defaults to the packaged agreements/
+    nlu_model: str = "tfidf"  # which classifier adapter to use
+    clarify_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
+
+    # Messenger
+    messenger_verify_token: SecretStr = SecretStr("")
+    messenger_app_secret: SecretStr = SecretStr("")
+    messenger_page_access_token: SecretStr = SecretStr("")
+    messenger_graph_url: str = f"https://graph.facebook.com/{GRAPH_API_VERSION}"
+
+    # WhatsApp Cloud API
+    whatsapp_verify_token: SecretStr = SecretStr("")
+    whatsapp_app_secret: SecretStr = SecretStr("")
+    whatsapp_access_token: SecretStr = SecretStr("")
+    whatsapp_phone_number_id: str = ""
+    whatsapp_graph_url: str = f"https://graph.facebook.com/{GRAPH_API_VERSION}"
+
+    # Workers
+    run_worker_in_server: bool = True
+    worker_poll_interval_s: float = 0.05
+    secure_link_ttl_s: int = 600
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
