@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=2000, ge=1, le=100_000)
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    timezone: str = "Asia/Amman"  # the bank's business day: "today", "last month"
+    demo_mode: bool = True  # show the demo customers' credentials on the login page
     knowledge_base: Path | None = None  # defaults to the packaged knowledge/faq.toml
     agreements_dir: Path | None = None  # defaults to the packaged agreements/
     nlu_model: str = "tfidf"  # which classifier adapter to use

@@ -115,3 +115,19 @@ class Clock(Protocol):
         ...
 
     def today(self) -> date: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    """What an inbound message contains that must not be kept, and its redacted form."""
+
+    redacted: str  # safe to store and log
+    credential: bool  # a PIN, CVV, OTP or password was typed
+    card_last4s: tuple[str, ...] = ()  # last 4 digits of each full card number typed
+    identifiers: bool = False  # card numbers, IBANs or account numbers were typed
+
+
+class InboundScreen(Protocol):
+    """Finds credentials and identifiers in what a customer typed, before anything is stored."""
+
+    def screen(self, text: str) -> Screening: ...
