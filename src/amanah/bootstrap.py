@@ -61,10 +61,13 @@ def _classifier(settings: Settings) -> Classifier:
     return TfidfClassifier.load_default()
 
 
-def _demo_credentials() -> Sequence[DemoCredential]:
-    from amanah.adapters.core.demo import DEMO_CREDENTIALS
+def _demo_credentials(anchor: date) -> Sequence[DemoCredential]:
+    from amanah.adapters.core.demo import demo_bank
 
-    return [DemoCredential(u, p, n) for u, p, n in DEMO_CREDENTIALS]
+    return [
+        DemoCredential(c.username, c.password, f"{c.display_name} ({'العربية' if c.language == 'ar' else 'English'})")
+        for c in demo_bank(anchor).customers
+    ]
 
 
 def _assistant(
@@ -113,7 +116,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
         clock=clock,
         assistant=_assistant(settings, core, conversations, classifier, knowledge, clock),
         engine=engine,
-        demo_credentials=_demo_credentials(),
+        demo_credentials=_demo_credentials(clock.today()),
     )
     return container
 
@@ -145,5 +148,5 @@ def build_in_memory(settings: Settings | None = None, *, clock: Clock | None = N
         classifier=classifier,
         clock=clock,
         assistant=_assistant(settings, core, conversations, classifier, knowledge, clock),
-        demo_credentials=_demo_credentials(),
+        demo_credentials=_demo_credentials(clock.today()),
     )

@@ -6,6 +6,7 @@
      +-- NotFound               an entity the caller named does not exist (or is not theirs)
      |    +-- UnknownCustomer    no customer with that username or id
      +-- Forbidden              the caller may not do this (wrong owner, no consent, ...)
+     |    +-- CardBlocked        the card was reported lost or stolen; its status is final
      +-- ConfigurationError     settings or agreement files that cannot be used; start-up stops
      +-- TransientError         a dependency failed in a way worth retrying
 
@@ -38,6 +39,10 @@ class UnknownCustomer(NotFound):
 
 class Forbidden(AmanahError):
     """Raised when the caller is authenticated but not allowed to do what it asked."""
+
+
+class CardBlocked(Forbidden):
+    """Raised when a status change is asked for a card already reported lost or stolen (final)."""
 
 
 class ConfigurationError(AmanahError):

@@ -1,0 +1,247 @@
+"""What Messenger and WhatsApp share: Meta's webhook handshake and signature, and Graph API errors.
+
+Signature: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, raw body)>``. Only the literal
+lowercase ``sha256=`` prefix is accepted (never the legacy ``sha1=`` header, never an algorithm taken
+from the header); the digest must be 64 hex characters - uppercase hex is accepted because it is the
+same MAC value. The comparison is constant-time. With no (non-empty) app secret configured,
+everything is rejected. Several secrets may be valid at once (rotation).
+
+Errors: classified on the Graph ``code`` / ``error_subcode``, never on the HTTP status alone (Graph
+answers most errors, throttling included, with 400). :data:`GRAPH_ERROR_POLICY` is the one table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from amanah.adapters.channels.base import ErrorAction, OutcomeKind, SendOutcome
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+_PREFIX = "sha256="
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def verify_hub_handshake(params: Mapping[str, str], verify_token: str) -> str | None:
+    """The challenge to echo when ``hub.mode`` is ``subscribe`` and the token matches, else None."""
+    if not verify_token:
+        return None
+    if params.get("hub.mode") != "subscribe":
+        return None
+    given = params.get("hub.verify_token")
+    challenge = params.get("hub.challenge")
+    if given is None or challenge is None:
+        return None
+    if not hmac.compare_digest(given.encode("utf-8"), verify_token.encode("utf-8")):
+        return None
+    return challenge
+
+
+def hub_signature(raw_body: bytes, app_secret: str) -> str:
+    """The ``X-Hub-Signature-256`` value Meta would send for ``raw_body`` (for tests and the fake)."""
+    digest = hmac.new(app_secret.encode("utf-8"), raw_body, hashlib.sha256).hexdigest()
+    return _PREFIX + digest
+
+
+def verify_hub_signature(raw_body: bytes, header: str | None, app_secrets: Iterable[str]) -> bool:
+    """True when ``header`` is a valid SHA-256 signature of ``raw_body`` under one of the secrets."""
+    if not header or not header.startswith(_PREFIX):
+        return False
+    given_hex = header[len(_PREFIX) :]
+    if len(given_hex) != 64 or not _HEX.issuperset(given_hex):
+        return False
+    given = bytes.fromhex(given_hex)
+    valid = False
+    for secret in app_secrets:
+        if not secret:
+            continue
+        expected = hmac.new(secret.encode("utf-8"), raw_body, hashlib.sha256).digest()
+        # No early exit: every configured secret is checked, in constant time each.
+        valid = hmac.compare_digest(expected, given) or valid
+    return valid
+
+
+def appsecret_proof(access_token: str, app_secret: str) -> str:
+    """``appsecret_proof`` for a Graph call: hex HMAC-SHA256 of the access token with the app secret."""
+    return hmac.new(app_secret.encode("utf-8"), access_token.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# --- Graph errors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    retry: bool
+    action: ErrorAction
+    meaning: str
+
+
+_R = ErrorRule
+# (code, subcode) -> rule; (code, None) is the rule for any other subcode of that code.
+# Sources: messenger-platform.md §2.8 (Messenger) and §3 (WhatsApp Cloud API). [verify] = ours.
+GRAPH_ERROR_POLICY: Mapping[tuple[int, int | None], ErrorRule] = {
+    # --- retryable: throttling -------------------------------------------------------------------
+    (4, None): _R(True, ErrorAction.THROTTLED, "application request limit reached"),
+    (17, None): _R(True, ErrorAction.THROTTLED, "user request limit reached [verify]"),
+    (32, None): _R(True, ErrorAction.THROTTLED, "Page request limit reached"),
+    (613, None): _R(True, ErrorAction.THROTTLED, "calls to this API have exceeded the rate limit"),
+    (80007, None): _R(True, ErrorAction.THROTTLED, "WhatsApp Business Account rate limit [verify]"),
+    (130429, None): _R(True, ErrorAction.THROTTLED, "WhatsApp throughput limit reached"),
+    (131048, None): _R(True, ErrorAction.THROTTLED, "WhatsApp spam rate limit hit [verify]"),
+    (131056, None): _R(True, ErrorAction.THREAD_THROTTLED, "WhatsApp pair rate limit (same user)"),
+    # --- retryable: transient --------------------------------------------------------------------
+    (1, None): _R(True, ErrorAction.TRANSIENT, "unknown error"),
+    (2, None): _R(True, ErrorAction.TRANSIENT, "temporary service error (can also mean blocked)"),
+    (1200, None): _R(True, ErrorAction.TRANSIENT, "temporary send failure"),
+    (131000, None): _R(True, ErrorAction.TRANSIENT, "WhatsApp: something went wrong [verify]"),
+    (131016, None): _R(True, ErrorAction.TRANSIENT, "WhatsApp service unavailable [verify]"),
+    # --- permanent -------------------------------------------------------------------------------
+    (4, 2018354): _R(False, ErrorAction.FREQUENCY_CAPPED, "marketing message frequency limit"),
+    (9, 2018352): _R(False, ErrorAction.FREQUENCY_CAPPED, "marketing message frequency limit"),
+    (10, 2018278): _R(False, ErrorAction.WINDOW_CLOSED, "sent outside the allowed window"),
+    (10, 2018065): _R(False, ErrorAction.WINDOW_CLOSED, "outside the window, needs a permission"),
+    (10, 1893063): _R(False, ErrorAction.ACCOUNT_RESTRICTED, "Page temporarily restricted from sending"),
+    (10, None): _R(False, ErrorAction.PERMISSION, "permission error"),
+    (100, 2018001): _R(False, ErrorAction.UNKNOWN_RECIPIENT, "no matching user found"),
+    (100, None): _R(False, ErrorAction.INVALID_REQUEST, "invalid parameter"),
+    (105, None): _R(False, ErrorAction.INVALID_REQUEST, "too many elements in a parameter"),
+    (104, None): _R(False, ErrorAction.BAD_TOKEN, "an access token is required"),
+    (190, None): _R(False, ErrorAction.BAD_TOKEN, "invalid or expired access token"),
+    (200, None): _R(False, ErrorAction.PERMISSION, "permission error"),
+    (230, None): _R(False, ErrorAction.PERMISSION, "permission error"),
+    (551, None): _R(False, ErrorAction.RECIPIENT_UNREACHABLE, "this person isn't available right now"),
+    (131026, None): _R(False, ErrorAction.RECIPIENT_UNREACHABLE, "WhatsApp message undeliverable"),
+    (131047, None): _R(False, ErrorAction.WINDOW_CLOSED, "WhatsApp re-engagement: outside 24 h window"),
+    (131008, None): _R(False, ErrorAction.INVALID_REQUEST, "WhatsApp required parameter missing"),
+    (131009, None): _R(False, ErrorAction.INVALID_REQUEST, "WhatsApp parameter value not valid"),
+    (131051, None): _R(False, ErrorAction.INVALID_REQUEST, "WhatsApp unsupported message type"),
+}
+
+
+def error_rule(code: int, subcode: int | None) -> ErrorRule | None:
+    """The table's rule for ``code``/``subcode`` (exact subcode first, then the code's default)."""
+    if subcode is not None and (code, subcode) in GRAPH_ERROR_POLICY:
+        return GRAPH_ERROR_POLICY[(code, subcode)]
+    return GRAPH_ERROR_POLICY.get((code, None))
+
+
+def _decode(body: bytes | str | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if body is None:
+        return None
+    if isinstance(body, Mapping):
+        return body
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def retry_hint_s(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds the platform asks us to wait: ``Retry-After``, or the largest
+    ``estimated_time_to_regain_access`` (minutes) in ``X-Business-Use-Case-Usage``."""
+    hints: list[float] = []
+    retry_after = _header(headers, "Retry-After")
+    if retry_after:
+        try:
+            hints.append(max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+    usage = _header(headers, "X-Business-Use-Case-Usage")
+    if usage:
+        try:
+            doc = json.loads(usage)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            for entries in doc.values():
+                for item in entries if isinstance(entries, list) else []:
+                    minutes = item.get("estimated_time_to_regain_access") if isinstance(item, dict) else None
+                    if isinstance(minutes, int | float) and not isinstance(minutes, bool) and minutes > 0:
+                        hints.append(float(minutes) * 60.0)
+    return max(hints) if hints else None
+
+
+def _message_id(doc: Mapping[str, Any]) -> str | None:
+    mid = doc.get("message_id")
+    if isinstance(mid, str):
+        return mid
+    messages = doc.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        wamid = messages[0].get("id")
+        if isinstance(wamid, str):
+            return wamid
+    return None
+
+
+def classify_graph_response(
+    status: int,
+    body: bytes | str | Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None = None,
+) -> SendOutcome:
+    """Turn a Graph Send API answer into a :class:`SendOutcome` using :data:`GRAPH_ERROR_POLICY`.
+
+    2xx without an ``error`` object is delivered (with the mid / wamid when present). Known codes
+    follow the table. Unknown codes: retry when Graph flags ``is_transient`` or the HTTP status is 5xx
+    or 429, else permanent. A 5xx/429 without a JSON error is retried.
+    """
+    doc = _decode(body)
+    error = doc.get("error") if doc is not None else None
+    hint = retry_hint_s(headers)
+    if 200 <= status < 300 and not isinstance(error, dict):
+        return SendOutcome(OutcomeKind.DELIVERED, message_id=_message_id(doc or {}), http_status=status)
+    if not isinstance(error, dict):
+        if status >= 500 or status == 429:
+            action = ErrorAction.THROTTLED if status == 429 else ErrorAction.TRANSIENT
+            return SendOutcome(OutcomeKind.RETRY, action=action, retry_after_s=hint, http_status=status)
+        return SendOutcome(
+            OutcomeKind.PERMANENT, action=ErrorAction.UNKNOWN, http_status=status, message="no error body"
+        )
+    code = _int(error.get("code"))
+    subcode = _int(error.get("error_subcode"))
+    message = str(error.get("message", ""))[:500]
+    trace = error.get("fbtrace_id")
+    trace_id = trace if isinstance(trace, str) else None
+    rule = error_rule(code, subcode) if code is not None else None
+    if rule is not None:
+        retry, action = rule.retry, rule.action
+    elif error.get("is_transient") is True or status >= 500:
+        retry, action = True, ErrorAction.TRANSIENT
+    elif status == 429:
+        retry, action = True, ErrorAction.THROTTLED
+    else:
+        retry, action = False, ErrorAction.UNKNOWN
+    return SendOutcome(
+        OutcomeKind.RETRY if retry else OutcomeKind.PERMANENT,
+        action=action,
+        retry_after_s=hint if retry else None,
+        http_status=status,
+        code=code,
+        subcode=subcode,
+        message=message,
+        trace_id=trace_id,
+    )

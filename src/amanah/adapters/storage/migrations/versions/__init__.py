@@ -1,0 +1,1 @@
+"""Alembic revision scripts. A package only so that the files ship in the wheel."""

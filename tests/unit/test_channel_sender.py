@@ -1,0 +1,230 @@
+"""GraphSender / SyncGraphSender against the fake Graph: in-process (ASGITransport) and over a real
+loopback socket with uvicorn (conformance F7, G4/G6/G7/G8 transport parts)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from amanah.adapters.channels.base import (
+    ChannelAdapter,
+    ErrorAction,
+    OutboundMessage,
+    OutcomeKind,
+    SendOutcome,
+    SendRequest,
+)
+from amanah.adapters.channels.fake_graph import FakeGraphApp, create_fake_graph_app
+from amanah.adapters.channels.messenger import MessengerAdapter
+from amanah.adapters.channels.sender import (
+    GraphEndpoint,
+    GraphSender,
+    SyncGraphSender,
+    endpoints_from_settings,
+)
+from amanah.adapters.channels.whatsapp import WhatsAppAdapter
+from amanah.domain.conversation import Channel
+from amanah.settings import Settings
+
+TOKEN = "page-token-not-real"
+SECRET = "app-secret-not-real"
+PSID = "2000000000000002"
+MESSENGER = MessengerAdapter("vt", SECRET)
+WHATSAPP = WhatsAppAdapter("vt", SECRET, "400000000000004")
+ADAPTERS: dict[Channel, ChannelAdapter] = {Channel.MESSENGER: MESSENGER, Channel.WHATSAPP: WHATSAPP}
+
+
+def endpoints(base: str) -> dict[Channel, GraphEndpoint]:
+    return {
+        Channel.MESSENGER: GraphEndpoint(f"{base}/v23.0", TOKEN, SECRET),
+        Channel.WHATSAPP: GraphEndpoint(f"{base}/v23.0", TOKEN, SECRET),
+    }
+
+
+def fb_request(text: str = "Your card is now frozen.", user: str = PSID, key: str = "ob1") -> SendRequest:
+    (request,) = MESSENGER.render(
+        OutboundMessage(channel=Channel.MESSENGER, user_id=user, texts=(text,), key=key)
+    )
+    return request
+
+
+def wa_request() -> SendRequest:
+    (request,) = WHATSAPP.render(
+        OutboundMessage(channel=Channel.WHATSAPP, user_id="15550002222", texts=("hi",))
+    )
+    return request
+
+
+def in_process(app: FakeGraphApp, **kwargs: object) -> GraphSender:
+    return GraphSender(
+        endpoints("http://fake-graph"),
+        adapters=ADAPTERS,
+        transport=httpx.ASGITransport(app=app),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def _send_all(sender: GraphSender, requests: list[SendRequest]) -> list[SendOutcome]:
+    async with sender:
+        return [await sender.send(r) for r in requests]
+
+
+def test_delivers_both_channels_with_bearer_token_and_proof() -> None:
+    """F7: delivered with ids; the token travels as a Bearer header, never in the URL; proof is correct."""
+    app = create_fake_graph_app(access_token=TOKEN, app_secret=SECRET)
+    fb, wa = asyncio.run(_send_all(in_process(app), [fb_request(), wa_request()]))
+    assert fb.kind is OutcomeKind.DELIVERED and fb.message_id and fb.message_id.startswith("m_")
+    assert wa.kind is OutcomeKind.DELIVERED and wa.message_id and wa.message_id.startswith("wamid.")
+    calls = list(app.state.fake.calls)
+    assert [c["path"] for c in calls] == ["/v23.0/me/messages", "/v23.0/400000000000004/messages"]
+    assert all(c["auth"] == "bearer" and c["appsecret_proof"] for c in calls)
+
+
+def test_wrong_app_secret_proof_is_permanent() -> None:
+    """F7: a proof made with the wrong app secret is refused by the (strict) fake: permanent, no retry."""
+    app = create_fake_graph_app(access_token=TOKEN, app_secret="another-secret")
+    (outcome,) = asyncio.run(_send_all(in_process(app), [fb_request()]))
+    assert (outcome.kind, outcome.code) == (OutcomeKind.PERMANENT, 100)
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind", "action", "code"),
+    [
+        ("rate_limit", OutcomeKind.RETRY, ErrorAction.THROTTLED, 613),  # G4
+        ("transient", OutcomeKind.RETRY, ErrorAction.TRANSIENT, 1200),  # G6
+        ("5xx", OutcomeKind.RETRY, ErrorAction.TRANSIENT, 2),  # G6
+        ("permanent_551", OutcomeKind.PERMANENT, ErrorAction.RECIPIENT_UNREACHABLE, 551),  # G8
+        ("window_closed", OutcomeKind.PERMANENT, ErrorAction.WINDOW_CLOSED, 10),  # G1
+        ("bad_token", OutcomeKind.PERMANENT, ErrorAction.BAD_TOKEN, 190),  # G9
+        ("bad_gateway", OutcomeKind.RETRY, ErrorAction.TRANSIENT, None),
+    ],
+)
+def test_faults_classified(mode: str, kind: OutcomeKind, action: ErrorAction, code: int | None) -> None:
+    """Injected faults come back as the right outcome, then the next call is delivered."""
+    app = create_fake_graph_app()
+
+    async def scenario() -> list[SendOutcome]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as control:
+            await control.post("http://fake-graph/_fake/faults", json={"mode": mode})
+        async with in_process(app) as sender:
+            return [await sender.send(fb_request()), await sender.send(fb_request())]
+
+    failed, after = asyncio.run(scenario())
+    assert (failed.kind, failed.action, failed.code) == (kind, action, code)
+    assert after.kind is OutcomeKind.DELIVERED
+
+
+def test_unconfigured_channel_is_permanent() -> None:
+    """A request for a channel without an endpoint is permanent, without any network call."""
+    sender = GraphSender({}, transport=httpx.ASGITransport(app=create_fake_graph_app()))
+    (outcome,) = asyncio.run(_send_all(sender, [fb_request()]))
+    assert (outcome.kind, outcome.action) == (OutcomeKind.PERMANENT, ErrorAction.INVALID_REQUEST)
+
+
+def test_endpoints_from_settings_only_configured_channels() -> None:
+    """Only channels with an access token get an endpoint; the token is not in its repr."""
+    settings = Settings(
+        messenger_page_access_token=TOKEN,
+        messenger_app_secret=SECRET,
+        whatsapp_access_token="",
+        _env_file=None,
+    )
+    found = endpoints_from_settings(settings)
+    assert list(found) == [Channel.MESSENGER]
+    assert TOKEN not in repr(found[Channel.MESSENGER])
+
+
+# --- over a real socket -----------------------------------------------------------------------------
+
+
+@dataclass
+class LiveFake:
+    base: str
+    app: FakeGraphApp
+    record: Path
+
+
+@pytest.fixture
+def live_fake(tmp_path: Path) -> Iterator[LiveFake]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    record = tmp_path / "calls.jsonl"
+    app = create_fake_graph_app(record)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started
+    try:
+        yield LiveFake(f"http://127.0.0.1:{port}", app, record)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_socket_concurrent_sends_recorded_to_file(live_fake: LiveFake) -> None:
+    """Over loopback, 100 concurrent sends through one keep-alive client are all delivered and recorded."""
+
+    async def scenario() -> list[SendOutcome]:
+        async with GraphSender(endpoints(live_fake.base), adapters=ADAPTERS, timeout_s=5) as sender:
+            requests = [fb_request(f"Message {i}.", key=f"ob{i}") for i in range(100)]
+            return list(await asyncio.gather(*(sender.send(r) for r in requests)))
+
+    outcomes = asyncio.run(scenario())
+    assert all(o.kind is OutcomeKind.DELIVERED for o in outcomes)
+    assert len({o.message_id for o in outcomes}) == 100
+    httpx.post(f"{live_fake.base}/_fake/flush")
+    assert len(live_fake.record.read_text(encoding="utf-8").splitlines()) == 100
+
+
+def test_g7_timeout_after_sending_is_ambiguous(live_fake: LiveFake) -> None:
+    """G7 (transport part): a read timeout is a RETRY marked ambiguous; the fake still delivers later."""
+    httpx.post(f"{live_fake.base}/_fake/faults", json={"mode": "timeout", "delay_s": 0.6})
+
+    async def scenario() -> SendOutcome:
+        async with GraphSender(endpoints(live_fake.base), adapters=ADAPTERS, timeout_s=0.2) as sender:
+            return await sender.send(fb_request(key="ob-timeout"))
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.kind, outcome.action) == (OutcomeKind.RETRY, ErrorAction.AMBIGUOUS)
+    deadline = time.monotonic() + 5
+    calls: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not calls:
+        calls = httpx.get(f"{live_fake.base}/_fake/calls").json()["calls"]
+        time.sleep(0.05)
+    assert calls and calls[0]["status"] == 200 and calls[0]["fault"] == "timeout"
+
+
+def test_connection_refused_is_not_sent() -> None:
+    """Nothing listening: a RETRY that is not ambiguous (the request never left)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with SyncGraphSender(endpoints(f"http://127.0.0.1:{port}"), timeout_s=1) as sender:
+        outcome = sender.send(fb_request())
+    assert (outcome.kind, outcome.action) == (OutcomeKind.RETRY, ErrorAction.TRANSIENT)
+
+
+def test_sync_sender_over_socket(live_fake: LiveFake) -> None:
+    """SyncGraphSender delivers over a real socket and classifies a 551 fault as permanent."""
+    httpx.post(f"{live_fake.base}/_fake/faults", json={"mode": "permanent_551", "recipient": "9"})
+    with SyncGraphSender(endpoints(live_fake.base), adapters=ADAPTERS) as sender:
+        ok = sender.send(fb_request())
+        gone = sender.send(fb_request(user="9"))
+    assert ok.kind is OutcomeKind.DELIVERED
+    assert (gone.kind, gone.action) == (OutcomeKind.PERMANENT, ErrorAction.RECIPIENT_UNREACHABLE)
