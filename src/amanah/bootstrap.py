@@ -55,10 +55,10 @@ def _knowledge(settings: Settings) -> KnowledgeBase:
     return TomlKnowledgeBase.default()
 
 
-def _classifier(settings: Settings) -> Classifier:
+def _classifier(settings: Settings, knowledge: KnowledgeBase) -> Classifier:
     from amanah.adapters.nlu.tfidf import TfidfClassifier
 
-    return TfidfClassifier.load_default()
+    return TfidfClassifier.load_default(knowledge)
 
 
 def _demo_credentials(anchor: date) -> Sequence[DemoCredential]:
@@ -105,7 +105,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
     core = SqlCoreBanking(engine, now=clock.now)
     conversations = SqlConversationStore(engine, now=clock.now)
     knowledge = _knowledge(settings)
-    classifier = _classifier(settings)
+    classifier = _classifier(settings, knowledge)
     container = Container(
         settings=settings,
         core=core,
@@ -138,7 +138,7 @@ def build_in_memory(settings: Settings | None = None, *, clock: Clock | None = N
     load_demo_in_memory(demo_bank(anchor or clock.today()), core, auth)
     conversations = InMemoryConversationStore()
     knowledge = _knowledge(settings)
-    classifier = _classifier(settings)
+    classifier = _classifier(settings, knowledge)
     return Container(
         settings=settings,
         core=core,

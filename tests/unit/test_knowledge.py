@@ -222,7 +222,7 @@ def test_bad_id_is_rejected(tmp_path: Path) -> None:
 def test_broken_toml_is_rejected(tmp_path: Path) -> None:
     """A syntax error is reported as a configuration error with the file name."""
     path = _write(tmp_path, "[[entries]\nid = 'x'")
-    with pytest.raises(ConfigurationError, match="faq.toml.*not valid TOML"):
+    with pytest.raises(ConfigurationError, match=r"faq\.toml.*not valid TOML"):
         TomlKnowledgeBase.from_path(path)
 
 

@@ -116,6 +116,7 @@ def test_clinc150_maps_out_of_scope_domains(tmp_path: Path, clf: TfidfClassifier
     assert "out_of_scope_rejected" in report["at_threshold"]
 
 
+@pytest.mark.slow
 def test_evaluate_without_data_dir_skips_external() -> None:
     """With no data folder the report still has the model and held-out figures, and says what it skipped."""
     report = ev.evaluate(None, folds=2)

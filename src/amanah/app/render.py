@@ -128,7 +128,8 @@ class _Render:
             case Say(key=key, args=args):
                 return say(key, self.lang).format(**{k: self.arg(a) for k, a in args.items()})
             case BalanceLine(label=lbl, identifier=ident, balance=bal):
-                return f"• {self.value(lbl)} ({self.value(ident)}): {self.value(bal)}"
+                name = self.value(lbl)
+                return f"• {name[:1].upper()}{name[1:]} ({self.value(ident)}): {self.value(bal)}"
             case TransactionLine(transaction=tx):
                 return f"• {self.value(tx)}"
             case CardLine(label=lbl, number=num, status=st):

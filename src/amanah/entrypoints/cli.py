@@ -245,6 +245,19 @@ def chat(
         sys.stdout.flush()
 
 
+@bench_app.command("guard")
+def bench_guard(
+    data: Annotated[Path, typer.Option("--data", help="finpii-faker style JSONL file (read in place).")],
+    compare_presidio: Annotated[
+        bool, typer.Option("--compare-presidio", help="Also run Presidio's pattern recognizers (needs the bench extra).")
+    ] = False,
+) -> None:
+    """Recall/precision/false positives and msgs/s of the guard detectors (optionally vs Presidio)."""
+    from amanah.bench.guard import guard_command
+
+    guard_command(data, compare_presidio=compare_presidio)
+
+
 @eval_app.command("nlu")
 def eval_nlu(
     data_dir: Annotated[Path | None, typer.Option(help="Folder with banking77/ and arbanking77/ (optional).")] = None,

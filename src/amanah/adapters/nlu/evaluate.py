@@ -6,6 +6,8 @@ Two estimates:
   knowledge-base questions as ``faq``), per language: accuracy, macro-F1 and the expected calibration
   error (ECE) of the confidence. It also fits the softmax temperature that minimises held-out
   log-loss (:func:`calibrate`), which is how ``tfidf.TEMPERATURE`` was chosen.
+* **knowledge base**: the same idea for retrieval: part of each entry's questions is held out and
+  searched for (:func:`knowledge_held_out`), giving top-1 and top-3 accuracy per language.
 * **external**: public data sets read at run time from ``data_dir`` (never copied into the repository):
   Banking77 (English) and ArBanking77 (Arabic, MSA + Palestinian) and, when present, CLINC150
   (English, with out-of-scope queries). Their labels are mapped onto Amanah's intents below; labels
@@ -29,15 +31,17 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
+from amanah.adapters.nlu.knowledge import TomlKnowledgeBase
 from amanah.adapters.nlu.tfidf import (
-    C,
     TEMPERATURE,
+    C,
     Example,
     TfidfClassifier,
     build_pipeline,
     features_text,
     training_examples,
 )
+from amanah.app.ports import KbEntry
 from amanah.domain.intents import Intent
 
 LANGUAGES = ("en", "ar")
@@ -223,9 +227,7 @@ def _cross_val_scores(
     return scores, classes
 
 
-def calibrate(
-    examples: Sequence[Example] | None = None, folds: int = 5, seed: int = 0
-) -> dict[str, float]:
+def calibrate(examples: Sequence[Example] | None = None, folds: int = 5, seed: int = 0) -> dict[str, float]:
     """The softmax temperature minimising out-of-fold log-loss, with the ECE before and after."""
     examples = training_examples() if examples is None else examples
     scores, classes = _cross_val_scores(examples, folds, seed)
@@ -286,6 +288,61 @@ def held_out(examples: Sequence[Example] | None = None, folds: int = 5, seed: in
     ]
     report["calibration"] = _fit_temperature(scores, classes, examples)
     return report
+
+
+# --- knowledge-base retrieval --------------------------------------------------------------------
+
+
+def knowledge_held_out(
+    knowledge_base: TomlKnowledgeBase | None = None, folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Retrieval estimate: hold out a share of each entry's questions, search for them, per language.
+
+    Each fold rebuilds the index without its held-out questions (an entry keeps at least one question
+    per language) and counts how often the right entry comes first and within the top three.
+    """
+    kb = knowledge_base if knowledge_base is not None else TomlKnowledgeBase.default()
+    rng = np.random.default_rng(seed)
+    items = [
+        (entry_index, lang, q_index)
+        for entry_index, entry in enumerate(kb.entries())
+        for lang, questions in entry.questions.items()
+        for q_index in range(len(questions))
+    ]
+    fold_of = rng.integers(0, folds, size=len(items))
+    top1: Counter[str] = Counter()
+    top3: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for fold in range(folds):
+        held = {item for item, f in zip(items, fold_of, strict=True) if f == fold}
+        entries = []
+        for entry_index, entry in enumerate(kb.entries()):
+            questions: dict[str, tuple[str, ...]] = {}
+            for lang, qs in entry.questions.items():
+                kept = tuple(q for k, q in enumerate(qs) if (entry_index, lang, k) not in held)
+                questions[lang] = kept or qs[:1]
+            entries.append(KbEntry(entry.id, entry.topic, questions, dict(entry.answers)))
+        index = TomlKnowledgeBase(entries, source="held-out fold")
+        for entry_index, lang, k in held:
+            entry = kb.entries()[entry_index]
+            if entry.questions[lang][k] in index.entries()[entry_index].questions[lang]:
+                continue  # kept because it was the entry's only question in that language
+            hits = index.search(entry.questions[lang][k], lang, limit=3)
+            total[lang] += 1
+            top1[lang] += bool(hits) and hits[0].entry.id == entry.id
+            top3[lang] += any(h.entry.id == entry.id for h in hits)
+    return {
+        "method": f"{folds}-fold split of each entry's questions, seed {seed}",
+        "entries": len(kb.entries()),
+        "by_language": {
+            lang: {
+                "n": total[lang],
+                "top1_accuracy": round(top1[lang] / total[lang], 4) if total[lang] else None,
+                "top3_accuracy": round(top3[lang] / total[lang], 4) if total[lang] else None,
+            }
+            for lang in LANGUAGES
+        },
+    }
 
 
 # --- external data sets --------------------------------------------------------------------------
@@ -373,7 +430,8 @@ def score_mapped(
             sum(correct[k] and conf[k] >= threshold for k in in_scope) / len(in_scope), 4
         )
         at_threshold["in_scope_acted_wrongly"] = round(
-            sum(not correct[k] and conf[k] >= threshold and pred[k] != oos for k in in_scope) / len(in_scope), 4
+            sum(not correct[k] and conf[k] >= threshold and pred[k] != oos for k in in_scope) / len(in_scope),
+            4,
         )
         at_threshold["in_scope_clarify_or_rejected"] = round(
             sum(conf[k] < threshold or pred[k] == oos for k in in_scope) / len(in_scope), 4
@@ -408,7 +466,13 @@ def external(data_dir: Path, classifier: TfidfClassifier | None = None) -> dict[
     clf = classifier if classifier is not None else TfidfClassifier.load_default()
     report: dict[str, Any] = {}
     checks: list[tuple[str, Path, Any, Any, str]] = [
-        ("banking77", data_dir / "banking77" / "train.csv", load_banking77, lambda: BANKING77_TO_INTENT, "en"),
+        (
+            "banking77",
+            data_dir / "banking77" / "train.csv",
+            load_banking77,
+            lambda: BANKING77_TO_INTENT,
+            "en",
+        ),
         (
             "arbanking77",
             data_dir / "arbanking77" / "Banking77_Arabized_MSA_PAL_train.csv",
@@ -453,6 +517,7 @@ def evaluate(data_dir: Path | None = None, folds: int = 5, seed: int = 0) -> dic
             "train_seconds": round(train_seconds, 3),
         },
         "held_out": held_out(examples, folds=folds, seed=seed),
+        "knowledge_base": knowledge_held_out(folds=folds, seed=seed),
     }
     if data_dir is None:
         result["external"] = {"skipped": "no data directory given"}

@@ -160,7 +160,9 @@ def parse_entries(data: Mapping[str, Any], source: str = "knowledge base") -> li
     """Turn parsed TOML into entries, raising ConfigurationError that names the broken entry."""
     unknown_top = set(data) - {"entries"}
     if unknown_top:
-        raise ConfigurationError(f"{source}: unknown top-level key(s) {sorted(unknown_top)}; expected [[entries]]")
+        raise ConfigurationError(
+            f"{source}: unknown top-level key(s) {sorted(unknown_top)}; expected [[entries]]"
+        )
     raw_entries = data.get("entries")
     if not isinstance(raw_entries, list) or not raw_entries:
         raise ConfigurationError(f"{source}: no [[entries]] found")
@@ -187,7 +189,9 @@ def _parse_entry(raw: Any, n: int, source: str) -> KbEntry:
 
     questions_raw = raw.get("questions")
     if not isinstance(questions_raw, dict):
-        raise fail("'questions' must be a table of language -> list of questions (questions.en, questions.ar)")
+        raise fail(
+            "'questions' must be a table of language -> list of questions (questions.en, questions.ar)"
+        )
     questions: dict[str, tuple[str, ...]] = {}
     for lang, items in questions_raw.items():
         if not _LANG_RE.match(lang):
@@ -222,11 +226,15 @@ def _validate_entries(entries: Sequence[KbEntry], source: str) -> None:
     for n, entry in enumerate(entries, start=1):
         label = f"entry #{n} (id {entry.id!r})"
         if entry.id in seen:
-            raise ConfigurationError(f"{source}: {label}: duplicate id, already used by entry #{seen[entry.id]}")
+            raise ConfigurationError(
+                f"{source}: {label}: duplicate id, already used by entry #{seen[entry.id]}"
+            )
         seen[entry.id] = n
         for lang in REQUIRED_LANGUAGES:
             if not entry.questions.get(lang):
-                raise ConfigurationError(f"{source}: {label}: no {_lang_name(lang)} questions (questions.{lang})")
+                raise ConfigurationError(
+                    f"{source}: {label}: no {_lang_name(lang)} questions (questions.{lang})"
+                )
             if not (entry.answers.get(lang) or "").strip():
                 raise ConfigurationError(f"{source}: {label}: no {_lang_name(lang)} answer (answers.{lang})")
         for lang, questions in entry.questions.items():

@@ -28,11 +28,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from amanah.adapters.nlu.knowledge import TomlKnowledgeBase, match_text
 from amanah.app.ports import KnowledgeBase
 from amanah.domain.errors import ConfigurationError
 from amanah.domain.intents import Classification, Intent
-
-from amanah.adapters.nlu.knowledge import TomlKnowledgeBase, match_text
 
 EXAMPLE_FILES: tuple[str, ...] = ("examples_en.toml", "examples_ar.toml")
 TOP_K = 3
@@ -138,7 +137,7 @@ def build_pipeline(c: float = C) -> Pipeline:
     words = TfidfVectorizer(
         analyzer="word",
         ngram_range=(1, 2),
-        token_pattern=r"(?u)\b\w+\b",
+        token_pattern=r"(?u)\b\w+\b",  # noqa: S106 - a regex, not a password
         sublinear_tf=True,
         lowercase=False,
         dtype=np.float64,

@@ -284,6 +284,9 @@ def _scan_keywords(folded: str) -> tuple[list[tuple[int, int, str]], frozenset[s
 # Patterns (on folded text)
 
 _HAS_DIGIT = re.compile(r"\d")
+_REF_GAP = re.compile(
+    r"[\s:#.\-]*(?:(?:number|num|nr|no|id|code|is|was|رقم|هو|هي|الخاص|الخاصة)[\s:#.\-]*)*", re.IGNORECASE
+)
 _EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"
 )
@@ -293,14 +296,23 @@ _IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})(\d{2})(?=[ \-]?[A-Za-z0
 _IBAN_PREFILTER = re.compile(r"[A-Za-z]{2}\d{2}")
 _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
-# Runs of digits with single space/dash separators, not glued to Latin letters, '+', or "ABC-".
-_DIGIT_RUN = re.compile(r"(?=\d)(?<![\dA-Za-z+])(?<![A-Za-z]-)\d+(?:[ \-]\d+)*(?![\dA-Za-z])")
+# Runs of digits with single space/dash separators, not glued to Latin letters or "ABC-".
+# A leading '+' is kept in the run so that the middle of "+966 50 123 4567" is never taken for a
+# number of its own; such runs are left to the phone detector.
+_DIGIT_RUN = re.compile(r"(?=[\d+])(?<![\dA-Za-z+])(?<![A-Za-z]-)\+?\d+(?:[ \-]\d+)*(?![\dA-Za-z])")
 _GROUP = re.compile(r"\d+")
 _DATE_LIKE = re.compile(r"\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}")
 
 _SYMBOL = re.compile(r"[$£€¥₹﷼]")
-_NUMBER_AFTER = re.compile(r"\s?-?(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,3})?|\d+(?:\.\d{1,3})?)(?![\d%]|[.,]\d)")
-_NUMBER_BEFORE = re.compile(r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,3})?|\d+(?:\.\d{1,3})?)\s?\Z")
+_MULTIPLIER = r"(?:\s?(?:k|m|bn|thousand|million|billion|ألف|الف|آلاف|الاف|مليون|ملايين|مليار)(?![^\W\d_]))?"
+_NUMBER_AFTER = re.compile(
+    r"\s?-?(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,3})?|\d+(?:\.\d{1,3})?)(?![\d%]|[.,]\d)" + _MULTIPLIER,
+    re.IGNORECASE,
+)
+_NUMBER_BEFORE = re.compile(
+    r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,3})?|\d+(?:\.\d{1,3})?)" + _MULTIPLIER + r"\s?\Z",
+    re.IGNORECASE,
+)
 _DOLLAR_PREFIX = re.compile(r"(?<![A-Za-z])(?:US|USD|C|A|NZ|HK|S)\Z")
 
 # GB-style BBAN: bank code (4 letters) + sort code (6 digits) + account (8 digits).
@@ -313,7 +325,7 @@ _UPPER = re.compile(r"[A-Z]")
 _LOWER = re.compile(r"[a-z]")
 
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![\w+])(?:\+\s?|00)?(?:\(\s?\+?\d{1,5}\s?\)\s?)?\d(?:[ .\-]?(?:\(\d{1,5}\)\s?)?\d){5,16}"
+    r"(?<![\w+])(?<![A-Za-z]-)(?:\+\s?|00)?(?:\(\s?\+?\d{1,5}\s?\)\s?)?\d(?:[ .\-]?(?:\(\d{1,5}\)\s?)?\d){5,16}"
     r"(?:\s?(?:x|ext\.?|extension|#)\s?\d{1,6})?(?!\w)",
     re.IGNORECASE,
 )
@@ -460,6 +472,14 @@ class _Scan:
                 break
         return best
 
+    def introduced_as_reference(self, start: int) -> bool:
+        """True when the nearest keyword before ``start`` is a reference/order/tracking word and only
+        filler ("number", ":", "#", "رقم") separates it from ``start`` ("ref 2377154099", "order no. 55")."""
+        for k_start, k_end, kind in reversed(self.hits):
+            if k_end <= start:
+                return kind == _REF and start - k_end <= 24 and _REF_GAP.fullmatch(self.folded, k_end, start) is not None
+        return False
+
 
 def _emails(scan: _Scan) -> None:
     if "@" not in scan.folded:
@@ -507,7 +527,7 @@ def _card_kind(scan: _Scan, digits: str, start: int, end: int) -> FindingKind | 
     if ctx in (_ACCOUNT, _ROUTING):
         return FindingKind.ACCOUNT_NUMBER  # the customer says it is an account: same protection
     if _card_brand_ok(digits):
-        if len(digits) == 12 and ctx in (_REF, _PHONE):
+        if len(digits) == 12 and (ctx == _PHONE or scan.introduced_as_reference(start)):
             return None  # 12-digit Maestro range overlaps order and tracking numbers
         return FindingKind.CARD_NUMBER
     if ctx == _CARD:
@@ -519,7 +539,7 @@ def _cards(scan: _Scan, runs: list[re.Match[str]]) -> None:
     for run in runs:
         run_start = run.start()
         text = run.group()
-        if len(text) < 12 or not scan.free(run_start, run.end()):
+        if len(text) < 12 or text[0] == "+" or not scan.free(run_start, run.end()):
             continue
         groups = [(g.start() + run_start, g.end() + run_start, g.group()) for g in _GROUP.finditer(text)]
         i = 0
@@ -559,8 +579,11 @@ def _credentials(scan: _Scan) -> None:
             start += value.index(stripped)
             end = start + len(stripped)
             explicit = any(c in m.group("secgap") for c in ":=")
-            if not explicit and (stripped.isalpha() or len(stripped) < 4):
-                continue  # "my password is wrong": a word, not a secret
+            secret_like = any(c.isdigit() for c in stripped) or any(
+                not c.isalnum() and c not in "'-" for c in stripped
+            )
+            if len(stripped) < 4 or not (secret_like or explicit):
+                continue  # "my password is wrong", "my passcode won't work": words, not secrets
         if scan.free(start, end):
             scan.add(FindingKind.CREDENTIAL, start, end)
 
@@ -595,11 +618,13 @@ def _accounts(scan: _Scan, runs: list[re.Match[str]]) -> None:
     for run in runs:
         start, end = run.span()
         text = run.group()
-        if len(text) < 8 or not scan.free(start, end) or _DATE_LIKE.fullmatch(text):
+        if len(text) < 8 or text[0] == "+" or not scan.free(start, end) or _DATE_LIKE.fullmatch(text):
             continue
         digits = text.replace(" ", "").replace("-", "")
-        if not 8 <= len(digits) <= 18 or digits.startswith("00") or _SAUDI_MOBILE_PREFIXED.fullmatch(digits):
-            continue  # international or Saudi mobile numbers are left to the phone detector
+        if not 8 <= len(digits) <= 18 or _SAUDI_MOBILE_PREFIXED.fullmatch(digits):
+            continue  # Saudi mobile numbers are left to the phone detector
+        if digits.startswith("00") and _valid_phone("+" + digits[2:], True):
+            continue  # so are international numbers written with 00
         if scan.context(start, end, before=32, after=14) in (_ACCOUNT, _ROUTING):
             scan.add(FindingKind.ACCOUNT_NUMBER, start, end)
     for m in _GB_BBAN.finditer(scan.folded):
@@ -674,9 +699,9 @@ def _phones_in(scan: _Scan, l_start: int, l_end: int) -> None:
         n = len(digits)
         if not 7 <= n <= 15 or _DATE_LIKE.fullmatch(core):
             continue
-        ctx = scan.context(start, end, before=40)
-        if ctx == _REF:
+        if scan.introduced_as_reference(start):
             continue
+        ctx = scan.context(start, end, before=40)
         if _SAUDI_MOBILE.fullmatch(digits):
             ok = True
         elif core.startswith(("+", "00")):
