@@ -74,3 +74,36 @@ def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     out = run([*command, "--help"], f"sqlite:///{tmp_path / 'h.db'}")
     assert out.returncode == 0
     assert "Usage" in out.stdout
+
+
+def test_demo_command_creates_migrates_seeds_and_serves(tmp_path: Path) -> None:
+    """`amanah demo` on a fresh SQLite file migrates, seeds and serves the web chat."""
+    import time
+
+    import httpx
+
+    from tests.e2e.conftest import free_port
+
+    port = free_port()
+    db = tmp_path / "fresh" / "amanah.db"
+    env = amanah_env(f"sqlite:///{db}", AMANAH_PORT=str(port))
+    proc = subprocess.Popen([*AMANAH, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("amanah demo did not serve within 90 s")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            r = client.post("/login", data={"username": "sara", "password": "demo-sara-2026"})
+            assert r.status_code == 200 and "chat" in r.text.lower()
+            reply = client.post("/api/chat", json={"text": "balance"}).json()["reply"]
+            assert "Current account" in reply["text"]
+        assert db.exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

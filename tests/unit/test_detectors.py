@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import iban as stdnum_iban
-from stdnum import luhn
-from stdnum import numdb
+from stdnum import luhn, numdb
 
 from amanah.adapters.privacy.detectors import (
     AMOUNT_CATEGORY,
@@ -72,7 +74,7 @@ def test_findings_are_sorted_and_never_overlap() -> None:
     text = "card 4111 1111 1111 1111, iban GB82WEST12345698765432, pin 1234, call +966 50 123 4567, $20"
     found = detect(text)
     assert len(found) == 5
-    for a, b in zip(found, found[1:], strict=False):
+    for a, b in itertools.pairwise(found):
         assert a.end <= b.start
 
 
@@ -166,7 +168,21 @@ _ISSUERS = [  # (prefix, allowed lengths): real issuer ranges
     ("6759", (16, 18, 19)),
     ("2200", (16,)),
 ]
-_EN_WORDS = ["please", "block", "my", "new", "visa", "was", "charged", "twice", "on", "the", "hi", "thanks", "card"]
+_EN_WORDS = [
+    "please",
+    "block",
+    "my",
+    "new",
+    "visa",
+    "was",
+    "charged",
+    "twice",
+    "on",
+    "the",
+    "hi",
+    "thanks",
+    "card",
+]
 _AR_WORDS = ["أرجو", "إيقاف", "بطاقتي", "الجديدة", "تم", "خصم", "مرتين", "من", "فضلك", "شكرا", "عاجل"]
 
 
@@ -243,8 +259,6 @@ def _registry_countries() -> list[tuple[str, str]]:
 
 
 def _example_iban(country: str, layout: str) -> str:
-    import re
-
     filler = {"n": "7", "a": "K", "c": "3"}
     bban = "".join(filler[kind] * int(count) for count, kind in re.findall(r"(\d+)!([nac])", layout))
     check = stdnum_iban.calc_check_digits(country + "00" + bban)

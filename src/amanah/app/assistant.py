@@ -72,6 +72,7 @@ _YES = {"yes", "y", "yeah", "yep", "sure", "ok", "okay", "confirm", "do it", "go
         "نعم", "اي", "ايوه", "ايوا", "اكيد", "تمام", "موافق", "اه", "يب", "اوكي", "طيب", "أكد", "اكد"}  # fmt: skip
 _NO = {"no", "n", "nope", "cancel", "stop", "don't", "dont", "not now", "never mind", "nevermind",
        "لا", "كلا", "لأ", "مش هلق", "مش هلأ", "الغاء", "إلغاء", "لا شكرا", "خلاص لا", "بلاش"}  # fmt: skip
+NOT_SPENDING = frozenset({"savings"})  # moving money between one's own accounts is not spending
 _STOLEN_WORDS = ("stolen", "steal", "stole", "theft", "robbed", "سرق", "مسروق", "انسرق", "سرقه", "سرقت")
 
 # Extra intent handlers registered by features outside the core (privacy report, unlinking, ...).
@@ -269,7 +270,7 @@ class Assistant:
                     or hit.entry.questions.get("en")
                     or (hit.entry.topic,)
                 )
-                quick.append(QuickReply(q[0][:20], f"kb:{hit.entry.id}"))
+                quick.append(QuickReply(_short_title(q[0]), f"kb:{hit.entry.id}"))
         ctx.meta["clarified"] = True
         return self._reply(ctx, [Say("clarify")], picks, quick=quick)
 
@@ -376,7 +377,11 @@ class Assistant:
     def _spending(self, ctx: TurnContext) -> Reply:
         this_month = Period(ctx.today.replace(day=1), ctx.today, "this month", "هذا الشهر")
         query, filter_label, what = self._filters(ctx, default_period=this_month)
-        debits = [t for t in self.core.search_transactions(_debits(query)) if t.amount.is_negative()]
+        debits = [
+            t
+            for t in self.core.search_transactions(_debits(query))
+            if t.amount.is_negative() and (query.category or t.category.lower() not in NOT_SPENDING)
+        ]
         if not debits:
             return self._reply(ctx, [Say("spending_none", {"filter": filter_label})], (Intent.TRANSACTIONS,))
         blocks: list[Block] = []
@@ -387,7 +392,7 @@ class Assistant:
         if not query.merchant and not query.category:
             blocks.append(Say("spending_top"))
             groups = _group_by(debits, lambda t: (t.category, t.amount.currency.code))
-            top = sorted(groups.items(), key=lambda kv: _total(kv[1]).minor)[:3]  # most negative first
+            top = sorted(groups.items(), key=lambda kv: -_total(kv[1]).minor)[:3]  # biggest first
             for (cat, _), txs in top:
                 spending = SpendingValue(_total(txs), len(txs), cat, query.date_from, query.date_to)
                 blocks.append(
@@ -556,8 +561,17 @@ _ACTION_INTENT = {
 _CATEGORY_AR = {
     "groceries": "البقالة", "dining": "المطاعم", "transport": "المواصلات", "shopping": "التسوق",
     "utilities": "الفواتير", "entertainment": "الترفيه", "travel": "السفر", "health": "الصحة", "cash": "السحب النقدي",
-    "education": "التعليم", "transfers": "التحويلات", "salary": "الراتب", "income": "الدخل",
+    "education": "التعليم", "transfers": "التحويلات", "savings": "الادخار", "salary": "الراتب", "income": "الدخل",
 }  # fmt: skip
+
+
+def _short_title(text: str, limit: int = 20) -> str:
+    """A quick-reply title within the platforms' 20-character limit, cut at a word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    return cut + "…"
 
 
 def _category_label(category: str, language: str) -> str:

@@ -19,6 +19,14 @@ from amanah.domain.banking import (
 )
 from amanah.domain.conversation import Channel, ConversationState, Turn
 from amanah.domain.intents import Classification
+from amanah.domain.linking import (
+    Binding,
+    ConsentMethod,
+    ConsentRecord,
+    GrantKind,
+    LinkGrant,
+    WithdrawalMethod,
+)
 
 
 class CoreBanking(Protocol):
@@ -131,3 +139,55 @@ class InboundScreen(Protocol):
     """Finds credentials and identifiers in what a customer typed, before anything is stored."""
 
     def screen(self, text: str) -> Screening: ...
+
+
+class LinkStore(Protocol):
+    """Bindings of platform users to customers, their consent records, and one-time link secrets.
+
+    Consent records are never deleted: withdrawing sets ``withdrawn_at``/``withdrawn_how`` and removes
+    the binding in the same transaction. At most one binding exists per (channel, user_id).
+    """
+
+    def binding(self, channel: Channel, user_id: str) -> Binding | None: ...
+
+    def bindings_of(self, customer_id: int) -> Sequence[Binding]:
+        """The customer's live bindings, oldest first."""
+        ...
+
+    def bind(
+        self,
+        *,
+        channel: Channel,
+        user_id: str,
+        customer_id: int,
+        agreement_id: str,
+        agreement_version: str,
+        method: ConsentMethod,
+        given_at: datetime,
+        at: datetime,
+    ) -> Binding:
+        """Record the consent and create the binding atomically; an existing binding of the same
+        (channel, user_id) is replaced and its consent withdrawn as ``relinked``."""
+        ...
+
+    def unbind(self, channel: Channel, user_id: str, how: WithdrawalMethod, at: datetime) -> Binding | None:
+        """Remove the binding and withdraw its consent atomically; the removed binding, or None."""
+        ...
+
+    def consents(self, customer_id: int) -> Sequence[ConsentRecord]:
+        """Every consent record of the customer, withdrawn ones too, newest first."""
+        ...
+
+    def add_grant(self, grant: LinkGrant) -> None: ...
+
+    def grant(self, kind: GrantKind, token_hash: str) -> LinkGrant | None:
+        """The grant as stored (used or not), without changing it."""
+        ...
+
+    def redeem_grant(self, kind: GrantKind, token_hash: str, at: datetime) -> LinkGrant | None:
+        """Atomically mark an unused, unexpired grant used at ``at``; the grant, or None if not usable."""
+        ...
+
+    def purge_grants(self, before: datetime) -> int:
+        """Delete grants that expired before ``before``; returns how many."""
+        ...

@@ -111,7 +111,8 @@ class _Render:
                     text += f" ({label('tx.pending', lang)})"
                 return text
             case SpendingValue(total=total, count=count):
-                return f"{format_money(total, lang)} ({label('tx_count', lang).format(n=format_count(count, lang))})"
+                counted = label("tx_count_one", lang) if count == 1 else label("tx_count", lang)
+                return f"{format_money(total, lang)} ({counted.format(n=format_count(count, lang))})"
             case TransferValue(payee_name=payee, amount=amount, status=status):
                 return f"{format_money(amount, lang)} → {payee} ({status})"
         raise TypeError(f"unrenderable value {v!r}")  # pragma: no cover - exhaustive match above

@@ -148,7 +148,7 @@ def customer_show(
         raise
     balances = core.balances(customer.id)
     txs = core.search_transactions(TransactionQuery(customer_id=customer.id, limit=20))
-    data = {
+    data: dict[str, Any] = {
         "username": customer.username,
         "display_name": customer.display_name,
         "language": customer.language,
@@ -249,7 +249,8 @@ def chat(
 def bench_guard(
     data: Annotated[Path, typer.Option("--data", help="finpii-faker style JSONL file (read in place).")],
     compare_presidio: Annotated[
-        bool, typer.Option("--compare-presidio", help="Also run Presidio's pattern recognizers (needs the bench extra).")
+        bool,
+        typer.Option("--compare-presidio", help="Also run Presidio's pattern recognizers (bench extra)."),
     ] = False,
 ) -> None:
     """Recall/precision/false positives and msgs/s of the guard detectors (optionally vs Presidio)."""

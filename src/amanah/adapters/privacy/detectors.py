@@ -171,9 +171,10 @@ for _cls, _words in (
     ("swift", "swift bic"),
     ("wire", "bank wire transfer transfers transferred beneficiary remittance payee send sent"),
     ("cred", "pin cvv cvv2 cvc cvc2 cvn csc otp password passcode passphrase passwd pwd"),
-    ("cur", "dollar dollars bucks pound pounds quid euro euros riyal riyals rial rials dirham dirhams dinar dinars"),
-    ("cur", "cent cents pence"),
-    ("code", " ".join(c.lower() for c in ("USD GBP EUR SAR AED QAR KWD BHD OMR JOD EGP CHF JPY CAD AUD CNY INR PKR TRY SR".split()))),
+    ("cur", "dollar dollars bucks pound pounds quid euro euros riyal riyals rial rials"),
+    ("cur", "dirham dirhams dinar dinars cent cents pence"),
+    # ISO 4217 codes: only when written in capitals ("sar" is also Arabizi for "became")
+    ("code", "usd gbp eur sar aed qar kwd bhd omr jod egp chf jpy cad aud cny inr pkr try sr"),
 ):
     _EN_WORDS.update(dict.fromkeys(_words.split(), _cls))
 _EN_BIGRAMS: dict[tuple[str, str], str] = {
@@ -194,7 +195,9 @@ _EN_BIGRAMS: dict[tuple[str, str], str] = {
 _EN_KEYS = {**_EN_WORDS, **{f"{a} {b}": cls for (a, b), cls in _EN_BIGRAMS.items()}}
 # Literal alternation (bigrams first), behind a first-letter lookahead so most positions fail fast.
 _KW_EN = re.compile(
-    r"\b(?=[" + "".join(sorted({k[0] for k in _EN_KEYS})) + r"])(?:"
+    r"\b(?=["
+    + "".join(sorted({k[0] for k in _EN_KEYS}))
+    + r"])(?:"
     + "|".join(
         re.escape(k).replace(r"\ ", r"\s+") for k in sorted(_EN_KEYS, key=lambda k: (-k.count(" "), -len(k)))
     )
@@ -216,7 +219,9 @@ for _cls, _stems in (
 # Abbreviations ر.س (SAR), ر.ق (QAR), ر.ع (OMR), د.إ (AED), د.أ (JOD), د.ك (KWD), د.ب (BHD), ج.م (EGP), ل.ل (LBP),
 # also written with a space after the dot or as "ر س"; they must stand alone (checked after matching).
 _AR_ABBREVIATIONS = frozenset(
-    f"{a}{sep}{b}" for a, b in ("رس", "رق", "رع", "دإ", "دا", "دأ", "دك", "دب", "جم", "لل") for sep in (".", ". ")
+    f"{a}{sep}{b}"
+    for a, b in ("رس", "رق", "رع", "دإ", "دا", "دأ", "دك", "دب", "جم", "لل")
+    for sep in (".", ". ")
 ) | {"ر س"}
 _AR_STEMS.update(dict.fromkeys(_AR_ABBREVIATIONS, "cur"))
 # A plain alternation of literals (no groups) lets the regex engine skip quickly; longest first.
@@ -343,7 +348,7 @@ _CRED_NUMERIC = (
     r"|الرقم\s+السري|الرمز\s+السري|رقم\s+سري|رمز\s+سري|رمز\s+التحقق|رمز\s+التفعيل|رمز\s+الدخول"
     r"|كود\s+التحقق|رمز\s+otp|الـ?otp"
 )
-_CRED_SECRET = r"\bpass(?:word|code|phrase)\b|\bpasswd\b|\bpwd\b|كلمة\s+(?:ال)?(?:مرور|سر)|(?:ال)?باسو?ورد"
+_CRED_SECRET = r"\bpass(?:word|code|phrase)\b|\bpasswd\b|\bpwd\b|كلمة\s+(?:ال)?(?:مرور|سر)|(?:ال)?باسو?ورد"  # noqa: S105
 _CRED_GAP = (
     r"(?:\s*[:=#-]\s*|\s+)(?:(?:is|was|are|my|the|new|code|number|no\.?|هو|هي|الخاص|الخاصة|بي|لي|حقي|تبعي"
     r"|الجديد|الجديدة|جديد|جديدة)\s*[:=]?\s*){0,3}"
@@ -354,7 +359,7 @@ _CREDENTIAL = re.compile(
     rf"|(?<!\w)رمز\s*:?\s*(?P<bareval>\d{{4,8}})(?!\d))",
     re.IGNORECASE,
 )
-_SECRET_STRIP = "\"'`.,;!?؟،»«“”‘’()[]{}"  # noqa: RUF001 - quotes and Arabic punctuation on purpose
+_SECRET_STRIP = "\"'`.,;!?؟،»«“”‘’()[]{}"  # noqa: S105 - punctuation stripped around a secret, not a secret
 
 # --------------------------------------------------------------------------------------------------
 # Card issuer ranges: (prefix low, prefix high, allowed lengths). Prefixes compared on equal length.
@@ -388,9 +393,7 @@ _CARD_RANGES: tuple[tuple[str, str, frozenset[int]], ...] = (
 )
 
 
-_RANGES_BY_FIRST_DIGIT = {
-    d: tuple(r for r in _CARD_RANGES if r[0][0] <= d <= r[1][0]) for d in "0123456789"
-}
+_RANGES_BY_FIRST_DIGIT = {d: tuple(r for r in _CARD_RANGES if r[0][0] <= d <= r[1][0]) for d in "0123456789"}
 
 
 def _card_brand_ok(digits: str) -> bool:
@@ -475,9 +478,13 @@ class _Scan:
     def introduced_as_reference(self, start: int) -> bool:
         """True when the nearest keyword before ``start`` is a reference/order/tracking word and only
         filler ("number", ":", "#", "رقم") separates it from ``start`` ("ref 2377154099", "order no. 55")."""
-        for k_start, k_end, kind in reversed(self.hits):
+        for _k_start, k_end, kind in reversed(self.hits):
             if k_end <= start:
-                return kind == _REF and start - k_end <= 24 and _REF_GAP.fullmatch(self.folded, k_end, start) is not None
+                return (
+                    kind == _REF
+                    and start - k_end <= 24
+                    and _REF_GAP.fullmatch(self.folded, k_end, start) is not None
+                )
         return False
 
 
