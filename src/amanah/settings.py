@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     worker_poll_interval_s: float = 0.05
     secure_link_ttl_s: int = 600
 
+    # Account linking: hosts (and their subdomains) a Messenger redirect_uri may point to, comma-separated
+    link_redirect_hosts: str = "facebook.com,messenger.com"
+
     @property
     def base_url(self) -> str:
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -98,7 +98,7 @@ def test_demo_command_creates_migrates_seeds_and_serves(tmp_path: Path) -> None:
                 time.sleep(0.3)
         else:
             pytest.fail("amanah demo did not serve within 90 s")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True) as client:
             r = client.post("/login", data={"username": "sara", "password": "demo-sara-2026"})
             assert r.status_code == 200 and "chat" in r.text.lower()
             reply = client.post("/api/chat", json={"text": "balance"}).json()["reply"]

@@ -37,6 +37,7 @@ otherwise.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -227,6 +228,7 @@ _AR_STEMS.update(dict.fromkeys(_AR_ABBREVIATIONS, "cur"))
 # A plain alternation of literals (no groups) lets the regex engine skip quickly; longest first.
 _KW_AR = re.compile("|".join(re.escape(k) for k in sorted(_AR_STEMS, key=len, reverse=True)))
 _HAS_ARABIC = re.compile(r"[\u0600-\u06ff]")
+_WORD_TAIL = re.compile(r"[^\W\d_]*")
 _CUR_NATIONALITY = re.compile(
     r"\s+(?:سعودي|قطري|عماني|يمني|إماراتي|اماراتي|مغربي|أردني|اردني|كويتي|بحريني|عراقي|ليبي|تونسي|أمريكي|امريكي"
     r"|مصري|إسترليني|استرليني|تركية|لبنانية|سورية)[ةه]?(?!\w)"
@@ -268,10 +270,7 @@ def _scan_keywords(folded: str) -> tuple[list[tuple[int, int, str]], frozenset[s
                     end += 1
             flags.add(cls)
             if cls in _CONTEXT_CLASSES or cls == "cur":
-                while start > 0 and folded[start - 1].isalpha():
-                    start -= 1
-                while end < n and folded[end].isalpha():
-                    end += 1
+                end = _WORD_TAIL.match(folded, end).end()  # type: ignore[union-attr]  # always matches
                 if cls == "cur":
                     nationality = _CUR_NATIONALITY.match(folded, end)
                     currencies.append((start, nationality.end() if nationality else end))
@@ -279,7 +278,8 @@ def _scan_keywords(folded: str) -> tuple[list[tuple[int, int, str]], frozenset[s
                     hits.append((start, end, cls))
         hits.sort()
         currencies.sort()
-    flags.update(cls for _, _, cls in hits)
+    for hit in hits:
+        flags.add(hit[2])
     if currencies:
         flags.add("cur")
     return hits, frozenset(flags), currencies
@@ -299,7 +299,8 @@ _EMAIL = re.compile(
 # IBAN start: country letters + check digits, not glued to a preceding Latin letter or digit.
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})(\d{2})(?=[ \-]?[A-Za-z0-9])")
 _IBAN_PREFILTER = re.compile(r"[A-Za-z]{2}\d{2}")
-_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_IBAN_BODY = re.compile(r"[ \-]?[A-Za-z0-9]+(?:[ \-][A-Za-z0-9]+)*")
+_ALNUM_GROUP = re.compile(r"[A-Za-z0-9]+")
 
 # Runs of digits with single space/dash separators, not glued to Latin letters or "ABC-".
 # A leading '+' is kept in the run so that the middle of "+966 50 123 4567" is never taken for a
@@ -504,25 +505,25 @@ def _ibans(scan: _Scan) -> None:
         length = _iban_layout(country)[0]
         if not length or not scan.free(m.start(), m.end()):
             continue
-        # Walk over alphanumerics, allowing one space/dash between two of them, up to the registry
-        # length; the IBAN must end there (nothing alphanumeric glued on). This is what keeps a
-        # following word ("... 80 the", "...7159417 failed") out of the candidate.
+        # The IBAN is the first ``length`` alphanumerics from here, single spaces/dashes allowed
+        # between groups, and must end at a group boundary: this keeps a following word
+        # ("... 80 the", "...7159417 failed") out of it.
+        body = _IBAN_BODY.match(t, m.end())
+        if body is None:
+            continue
+        need = length - 4
         chars = [country, m.group(2)]
-        count, i, n, end = 4, m.end(), len(t), -1
-        while i < n:
-            c = t[i]
-            if c in _ALNUM:
-                chars.append(c)
-                count += 1
-                i += 1
-                if count == length:
-                    end = i
-                    break
-            elif c in " -" and i + 1 < n and t[i + 1] in _ALNUM and t[i - 1] in _ALNUM:
-                i += 1
-            else:
+        end = -1
+        for group in _ALNUM_GROUP.finditer(body.group()):
+            piece = group.group()
+            if len(piece) > need:
+                break  # the registry length falls inside a group: something is glued on
+            chars.append(piece)
+            need -= len(piece)
+            if need == 0:
+                end = body.start() + group.end()
                 break
-        if end < 0 or (end < n and t[end] in _ALNUM):
+        if end < 0:
             continue
         if _iban_valid("".join(chars).upper()) and scan.free(m.start(), end):
             scan.add(FindingKind.IBAN, m.start(), end)
@@ -547,6 +548,12 @@ def _cards(scan: _Scan, runs: list[re.Match[str]]) -> None:
         run_start = run.start()
         text = run.group()
         if len(text) < 12 or text[0] == "+" or not scan.free(run_start, run.end()):
+            continue
+        if text.isdigit():  # no separators: the run is the candidate
+            if len(text) <= 19:
+                kind = _card_kind(scan, text, run_start, run.end())
+                if kind is not None and _luhn.checksum(text) == 0:
+                    scan.add(kind, run_start, run.end())
             continue
         groups = [(g.start() + run_start, g.end() + run_start, g.group()) for g in _GROUP.finditer(text)]
         i = 0
@@ -720,6 +727,9 @@ def _phones_in(scan: _Scan, l_start: int, l_end: int) -> None:
             scan.add(FindingKind.PHONE, start, end)
 
 
+_START = operator.attrgetter("start")
+
+
 def detect(text: str) -> list[Finding]:
     """Find sensitive values in ``text``; findings are sorted by ``start`` and never overlap."""
     if not text:
@@ -738,7 +748,7 @@ def detect(text: str) -> list[Finding]:
     else:
         _credentials(scan)
         _swift(scan)
-    scan.findings.sort(key=lambda f: f.start)
+    scan.findings.sort(key=_START)
     return scan.findings
 
 
