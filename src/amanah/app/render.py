@@ -8,7 +8,7 @@ guard can audit exactly what left.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -64,9 +64,15 @@ class RenderedReply:
 
 
 class _Render:
-    def __init__(self, treatments: Mapping[DataCategory, Treatment], language: str) -> None:
+    def __init__(
+        self,
+        treatments: Mapping[DataCategory, Treatment],
+        language: str,
+        free_text_filter: Callable[[FreeText], str] | None = None,
+    ) -> None:
         self.treatments = treatments
         self.lang = lang_of(language)
+        self.free_text_filter = free_text_filter
         self.shown: dict[DataCategory, Treatment] = {DataCategory.PUBLIC: Treatment.ALLOW}
         self.withheld: set[DataCategory] = set()
 
@@ -136,7 +142,7 @@ class _Render:
             case CardLine(label=lbl, number=num, status=st):
                 return f"• {lbl} {self.value(num)}: {self.value(st)}"
             case FreeText(text=text):
-                return text
+                return self.free_text_filter(b) if self.free_text_filter else text
         raise TypeError(f"unrenderable block {b!r}")  # pragma: no cover
 
 
@@ -149,9 +155,14 @@ def render(
     reply: Reply,
     treatments: Mapping[DataCategory, Treatment] = ALLOW_ALL,
     language: str | None = None,
+    free_text_filter: Callable[[FreeText], str] | None = None,
 ) -> RenderedReply:
-    """Render ``reply`` as text, applying ``treatments`` to every typed value it carries."""
-    r = _Render(treatments, language or reply.language)
+    """Render ``reply`` as text, applying ``treatments`` to every typed value it carries.
+
+    ``free_text_filter``, when given, gives the text of every :class:`FreeText` block (the egress guard
+    passes one that redacts what the detectors find in it, knowing the block's ``origin``).
+    """
+    r = _Render(treatments, language or reply.language, free_text_filter)
     lines = [r.block(b) for b in reply.blocks]
     return RenderedReply(
         text="\n".join(line for line in lines if line),

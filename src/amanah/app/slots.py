@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from amanah.app.i18n import format_day
 from amanah.domain.banking import AccountKind
 from amanah.domain.text import normalize, to_eastern_digits
 
@@ -134,6 +135,9 @@ def extract_period(text: str, today: date) -> Period | None:
             f"in the last {n} days",
             f"في آخر {to_eastern_digits(str(n))} يوماً",
         )
+    explicit = _explicit_range(t, today)
+    if explicit is not None:
+        return explicit
     month = _find_month(t)
     if month is not None:
         year = today.year if month <= today.month else today.year - 1
@@ -141,6 +145,61 @@ def extract_period(text: str, today: date) -> Period | None:
         if ym:
             year = int(ym.group(1))
         return _month_period(year, month)
+    return None
+
+
+_RANGE = re.compile(
+    r"(?:since|from|starting|منذ|من تاريخ|من|ابتداء من)\s+(?P<a>[^,.!?؟،]+?)"
+    r"(?:\s+(?:to|until|till|through|and|-|الى|حتى|لغايه|لحد|ل)\s+(?P<b>[^,.!?؟،]+?))?\s*(?:$|[,.!?؟،])"
+)
+_ON_DAY = re.compile(
+    r"(?:on|في|يوم|بتاريخ)\s+(?P<a>\d{1,2}(?:st|nd|rd|th)?\s+[^\s,.!?؟،]+(?:\s+20\d\d)?|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?)"
+)
+
+
+def _parse_day(text: str, today: date) -> date | None:
+    text = text.strip()
+    if not re.search(r"\d", text) and _find_month(text) is None:
+        return None  # "from my savings", "من كارفور": not a date
+    from datetime import datetime
+
+    import dateparser  # imported lazily: it is slow to load and most messages name no date
+
+    parsed = dateparser.parse(
+        text,
+        languages=["en", "ar"],
+        settings={
+            "RELATIVE_BASE": datetime(today.year, today.month, today.day),
+            "PREFER_DATES_FROM": "past",
+            "DATE_ORDER": "DMY",
+            "STRICT_PARSING": False,
+        },
+    )
+    if parsed is None:
+        return None
+    day = parsed.date()
+    return day if day <= today else None
+
+
+def _explicit_range(t: str, today: date) -> Period | None:
+    """ "since 3 October", "from 1/10 to 15/10", "منذ ١ أكتوبر", "on 5 November"."""
+    m = _RANGE.search(t)
+    if m:
+        start = _parse_day(m.group("a"), today)
+        if start is not None:
+            end = _parse_day(m.group("b"), today) if m.group("b") else today
+            if end is not None and start <= end:
+                return Period(
+                    start,
+                    end,
+                    f"from {format_day(start, 'en')} to {format_day(end, 'en')}",
+                    f"من {format_day(start, 'ar')} إلى {format_day(end, 'ar')}",
+                )
+    m = _ON_DAY.search(t)
+    if m:
+        day = _parse_day(m.group("a"), today)
+        if day is not None:
+            return Period(day, day, f"on {format_day(day, 'en')}", f"في {format_day(day, 'ar')}")
     return None
 
 

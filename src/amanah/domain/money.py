@@ -14,6 +14,9 @@ from amanah.domain.errors import InvalidAmount
 from amanah.domain.text import to_ascii_digits
 
 
+MAX_DIGITS = 15  # whole-unit digits: 10**15 is more money than any account holds
+
+
 class Currency(Enum):
     """Currencies the demo bank holds, with their ISO 4217 minor-unit exponent."""
 
@@ -69,6 +72,8 @@ class Money:
             raise InvalidAmount(f"not an amount: {text!r}") from None
         if not value.is_finite():
             raise InvalidAmount(f"not an amount: {text!r}")
+        if value.adjusted() >= MAX_DIGITS:
+            raise InvalidAmount(f"{text!r} is larger than any amount Amanah handles")
         scaled = value.scaleb(cur.exponent)
         if scaled != scaled.to_integral_value():
             raise InvalidAmount(f"{text!r} has more decimals than {cur.code} allows")

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
+from typing import Any
 
 import phonenumbers
 from stdnum import bic as _bic
@@ -194,15 +195,33 @@ _EN_BIGRAMS: dict[tuple[str, str], str] = {
     ("one", "time"): "cred",
 }
 _EN_KEYS = {**_EN_WORDS, **{f"{a} {b}": cls for (a, b), cls in _EN_BIGRAMS.items()}}
-# Literal alternation (bigrams first), behind a first-letter lookahead so most positions fail fast.
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching any of ``words`` (longest first), as a character trie: the engine then tests
+    one branch per character instead of every word in turn. A space in a word matches any whitespace."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [
+            re.escape(ch).replace(r"\ ", r"\s+") + build(child) for ch, child in sorted(node.items()) if ch
+        ]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(trie)
+
+
+# Whole words only, behind a first-letter lookahead so most positions fail fast.
 _KW_EN = re.compile(
-    r"\b(?=["
-    + "".join(sorted({k[0] for k in _EN_KEYS}))
-    + r"])(?:"
-    + "|".join(
-        re.escape(k).replace(r"\ ", r"\s+") for k in sorted(_EN_KEYS, key=lambda k: (-k.count(" "), -len(k)))
-    )
-    + r")\b"
+    r"\b(?=[" + "".join(sorted({k[0] for k in _EN_KEYS})) + r"])" + _trie_pattern(_EN_KEYS) + r"\b"
 )
 _AR_STEMS: dict[str, str] = {}
 for _cls, _stems in (
@@ -225,8 +244,7 @@ _AR_ABBREVIATIONS = frozenset(
     for sep in (".", ". ")
 ) | {"ر س"}
 _AR_STEMS.update(dict.fromkeys(_AR_ABBREVIATIONS, "cur"))
-# A plain alternation of literals (no groups) lets the regex engine skip quickly; longest first.
-_KW_AR = re.compile("|".join(re.escape(k) for k in sorted(_AR_STEMS, key=len, reverse=True)))
+_KW_AR = re.compile(_trie_pattern(_AR_STEMS))
 _HAS_ARABIC = re.compile(r"[\u0600-\u06ff]")
 _WORD_TAIL = re.compile(r"[^\W\d_]*")
 _CUR_NATIONALITY = re.compile(
