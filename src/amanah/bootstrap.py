@@ -11,14 +11,27 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from amanah.app.assistant import Assistant
-from amanah.app.ports import Authenticator, Classifier, Clock, ConversationStore, CoreBanking, KnowledgeBase
+from amanah.app.assistant import Assistant, IntentHandler, LinkUrlFor
+from amanah.app.ports import (
+    Authenticator,
+    Classifier,
+    Clock,
+    ConversationStore,
+    CoreBanking,
+    KnowledgeBase,
+    LinkStore,
+)
+from amanah.domain.intents import Intent
 from amanah.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from fastapi.templating import Jinja2Templates
     from sqlalchemy.engine import Engine
+
+    from amanah.adapters.channels.worker import ChannelRuntime
+    from amanah.adapters.privacy.guard import AgreementGuard
+    from amanah.app.linking import LinkingService
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +54,13 @@ class Container:
     classifier: Classifier
     clock: Clock
     assistant: Assistant
+    guard: AgreementGuard  # the egress guard: agreements, secure links, disclosure ledger
     engine: Engine | None = None
     demo_credentials: Sequence[DemoCredential] = ()
     routers: list[RouterFactory] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    linking: LinkingService | None = None  # Messenger/WhatsApp account linking and consent
+    channels: ChannelRuntime | None = None  # Messenger/WhatsApp webhooks, inbox, outbox (see worker.py)
 
 
 def _knowledge(settings: Settings) -> KnowledgeBase:
@@ -77,6 +93,9 @@ def _assistant(
     classifier: Classifier,
     knowledge: KnowledgeBase,
     clock: Clock,
+    *,
+    link_url_for: LinkUrlFor | None = None,
+    handlers: dict[Intent, IntentHandler] | None = None,
 ) -> Assistant:
     from amanah.adapters.privacy.screen import DetectorScreen
 
@@ -89,7 +108,67 @@ def _assistant(
         clock=clock,
         clarify_threshold=settings.clarify_threshold,
         max_message_chars=settings.max_message_chars,
+        link_url_for=link_url_for,
+        handlers=handlers,
     )
+
+
+def _guard(settings: Settings, clock: Clock, engine: Engine | None) -> AgreementGuard:
+    """The egress guard. Loads and validates the agreement files: a broken one raises ConfigurationError."""
+    from amanah.adapters.privacy.agreements import load_agreements
+    from amanah.adapters.privacy.guard import AgreementGuard
+    from amanah.adapters.privacy.ledger import InMemoryDisclosureLedger, SqlDisclosureLedger
+    from amanah.adapters.privacy.secure_links import InMemorySecureLinks, SqlSecureLinks
+
+    agreements = load_agreements(settings.agreements_dir)
+    if engine is None:
+        links: InMemorySecureLinks | SqlSecureLinks = InMemorySecureLinks()
+        ledger: InMemoryDisclosureLedger | SqlDisclosureLedger = InMemoryDisclosureLedger()
+    else:
+        links, ledger = SqlSecureLinks(engine), SqlDisclosureLedger(engine)
+    return AgreementGuard(
+        agreements, links, ledger, settings.base_url, clock, ttl_s=settings.secure_link_ttl_s
+    )
+
+
+def _privacy_report(guard: AgreementGuard) -> IntentHandler:
+    from amanah.adapters.privacy.report import privacy_report_handler
+
+    return privacy_report_handler(guard)
+
+
+def _linking(settings: Settings, store: LinkStore, clock: Clock) -> LinkingService:
+    from amanah.adapters.privacy.agreements import load_agreements
+    from amanah.app.linking import LinkingService
+
+    return LinkingService(
+        store,
+        load_agreements(settings.agreements_dir),
+        clock,
+        base_url=settings.base_url,
+        secret=settings.session_secret.get_secret_value(),
+        redirect_hosts=settings.link_redirect_hosts.split(","),
+    )
+
+
+def _channels(settings: Settings, engine: Engine | None) -> ChannelRuntime:
+    """Messenger/WhatsApp adapters, Graph endpoints, inbox and outbox (in-memory SQLite without an engine)."""
+    from amanah.adapters.channels.worker import build_runtime
+
+    if engine is None:
+        from amanah.adapters.storage.db import make_engine
+        from amanah.adapters.storage.schema import metadata
+        from amanah.adapters.storage.schema_channels import CHANNEL_TABLES
+
+        engine = make_engine("sqlite://")
+        metadata.create_all(engine, tables=list(CHANNEL_TABLES))
+    return build_runtime(settings, engine)
+
+
+def _prefetching(classifier: Classifier) -> Classifier:
+    from amanah.adapters.channels.pipeline import prefetching
+
+    return prefetching(classifier)
 
 
 def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
@@ -98,12 +177,16 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
     from amanah.adapters.storage.db import make_engine
     from amanah.adapters.storage.sql_conversations import SqlConversationStore
     from amanah.adapters.storage.sql_core import SqlAuthenticator, SqlCoreBanking
+    from amanah.adapters.storage.sql_linking import SqlLinkStore
+    from amanah.entrypoints.web import link, secure, webhooks
 
     settings = settings or Settings()
     clock = clock or SystemClock(settings.timezone)
     engine = make_engine(settings.database_url)
+    guard = _guard(settings, clock, engine)
     core = SqlCoreBanking(engine, now=clock.now)
     conversations = SqlConversationStore(engine, now=clock.now)
+    linking = _linking(settings, SqlLinkStore(engine), clock)
     knowledge = _knowledge(settings)
     classifier = _classifier(settings, knowledge)
     container = Container(
@@ -114,9 +197,22 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
         knowledge=knowledge,
         classifier=classifier,
         clock=clock,
-        assistant=_assistant(settings, core, conversations, classifier, knowledge, clock),
+        assistant=_assistant(
+            settings,
+            core,
+            conversations,
+            _prefetching(classifier),
+            knowledge,
+            clock,
+            link_url_for=linking.link_url_for,
+            handlers={Intent.UNLINK: linking.handle_unlink, Intent.PRIVACY_REPORT: _privacy_report(guard)},
+        ),
+        guard=guard,
         engine=engine,
         demo_credentials=_demo_credentials(clock.today()),
+        routers=[link.router, secure.router, webhooks.router],
+        linking=linking,
+        channels=_channels(settings, engine),
     )
     return container
 
@@ -130,6 +226,8 @@ def build_in_memory(settings: Settings | None = None, *, clock: Clock | None = N
         InMemoryConversationStore,
         InMemoryCoreBanking,
     )
+    from amanah.adapters.storage.memory_linking import InMemoryLinkStore
+    from amanah.entrypoints.web import link, secure, webhooks
 
     settings = settings or Settings(database_url="sqlite://")
     clock = clock or SystemClock(settings.timezone)
@@ -137,6 +235,8 @@ def build_in_memory(settings: Settings | None = None, *, clock: Clock | None = N
     auth = InMemoryAuthenticator(core)
     load_demo_in_memory(demo_bank(anchor or clock.today()), core, auth)
     conversations = InMemoryConversationStore()
+    guard = _guard(settings, clock, None)
+    linking = _linking(settings, InMemoryLinkStore(), clock)
     knowledge = _knowledge(settings)
     classifier = _classifier(settings, knowledge)
     return Container(
@@ -147,6 +247,19 @@ def build_in_memory(settings: Settings | None = None, *, clock: Clock | None = N
         knowledge=knowledge,
         classifier=classifier,
         clock=clock,
-        assistant=_assistant(settings, core, conversations, classifier, knowledge, clock),
+        assistant=_assistant(
+            settings,
+            core,
+            conversations,
+            _prefetching(classifier),
+            knowledge,
+            clock,
+            link_url_for=linking.link_url_for,
+            handlers={Intent.UNLINK: linking.handle_unlink, Intent.PRIVACY_REPORT: _privacy_report(guard)},
+        ),
+        guard=guard,
         demo_credentials=_demo_credentials(clock.today()),
+        routers=[link.router, secure.router, webhooks.router],
+        linking=linking,
+        channels=_channels(settings, None),
     )

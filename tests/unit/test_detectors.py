@@ -206,7 +206,7 @@ def pan_in_text(draw: st.DrawFn) -> tuple[str, str]:
     return " ".join([*before, written, *after]), pan
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(pan_in_text())
 def test_any_luhn_valid_pan_in_random_text_is_found_and_removed(case: tuple[str, str]) -> None:
     """Any Luhn-valid PAN of a real issuer range, grouped or not, in any digit script, is found and redacted."""
@@ -275,6 +275,36 @@ def test_every_registry_country_is_recognised() -> None:
         paper = " ".join(number[i : i + 4] for i in range(0, len(number), 4))
         for written in (number, paper, number.lower()):
             assert only(f"send it to {written} today", FindingKind.IBAN) == written
+
+
+_COUNTRIES = _registry_countries()
+
+
+@st.composite
+def iban_like(draw: st.DrawFn) -> str:
+    country, layout = draw(st.sampled_from(_COUNTRIES))
+    alphabet = {
+        "n": "0123456789",
+        "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "c": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    }
+    bban = "".join(
+        draw(st.text(alphabet[kind], min_size=int(count), max_size=int(count)))
+        for count, kind in re.findall(r"(\d+)!([nac])", layout)
+    )
+    if draw(st.booleans()):
+        check = stdnum_iban.calc_check_digits(country + "00" + bban)
+    else:
+        check = draw(st.text("0123456789", min_size=2, max_size=2))
+    return country + check + bban
+
+
+@settings(max_examples=300, deadline=None)
+@given(iban_like())
+def test_iban_verdict_agrees_with_stdnum(number: str) -> None:
+    """An IBAN-shaped string is reported exactly when python-stdnum (mod 97 + registry) says it is valid."""
+    found = [v for k, v in kinds(f"pay to {number} please") if k is FindingKind.IBAN]
+    assert bool(found) == stdnum_iban.is_valid(number, check_country=False)
 
 
 # --------------------------------------------------------------------------------------------------

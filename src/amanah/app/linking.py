@@ -69,7 +69,8 @@ SETTINGS_PATH = "/settings/channels"
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 _PSID_RE = re.compile(r"^[A-Za-z0-9_:-]{1,200}$")
 _UNLINK_WORDS = frozenset(
-    normalize(w) for w in ("unlink", "stop", "unlink me", "unlink my account", "ألغِ الربط", "إلغاء الربط", "الغي الربط")
+    normalize(w)
+    for w in ("unlink", "stop", "unlink me", "unlink my account", "ألغِ الربط", "إلغاء الربط", "الغي الربط")
 )
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -233,7 +234,9 @@ class LinkingService:
 
     def is_link_url(self, url: str) -> bool:
         """True for a URL this service made for Messenger linking (send it as an ``account_link`` button)."""
-        return urlsplit(url).path == MESSENGER_LINK_PATH and url.startswith(self.base_url + MESSENGER_LINK_PATH)
+        return urlsplit(url).path == MESSENGER_LINK_PATH and url.startswith(
+            self.base_url + MESSENGER_LINK_PATH
+        )
 
     def settings_url(self) -> str:
         return self.base_url + SETTINGS_PATH
@@ -316,7 +319,9 @@ class LinkingService:
         log.info("messenger authorization code issued (psid bound: %s)", psid is not None)
         return code
 
-    def complete_messenger(self, psid: str, authorization_code: str, at: datetime | None = None) -> Binding | None:
+    def complete_messenger(
+        self, psid: str, authorization_code: str, at: datetime | None = None
+    ) -> Binding | None:
         """The ``account_linking`` webhook said ``linked``: bind ``psid`` to the code's customer.
 
         Returns the new binding, or None when the code is unknown, expired, already used, or was
@@ -386,7 +391,10 @@ class LinkingService:
         """The customer declined: spend the token so the link cannot be used again."""
         if not looks_like_secret(token):
             return False
-        return self.store.redeem_grant(GrantKind.WHATSAPP_TOKEN, hash_secret(token), self.clock.now()) is not None
+        return (
+            self.store.redeem_grant(GrantKind.WHATSAPP_TOKEN, hash_secret(token), self.clock.now())
+            is not None
+        )
 
     # -- operators ----------------------------------------------------------------------------
 
@@ -447,14 +455,23 @@ class LinkingService:
         msg = ctx.message
         if not msg.channel.is_third_party:
             button = LinkButton(text("linked_apps", lang), self.settings_url())
-            return Reply((FreeText(text("first_party", lang), origin="template:linking"),), buttons=(button,), language=lang)
+            return Reply(
+                (FreeText(text("first_party", lang), origin="template:linking"),),
+                buttons=(button,),
+                language=lang,
+            )
         if self.store.binding(msg.channel, msg.user_id) is None:
             return Reply((Say("not_linked"),), language=lang)
-        sure = ctx.classification.confidence >= self.confirm_below or normalize(msg.text).strip(" .!؟?،,") in _UNLINK_WORDS
+        sure = (
+            ctx.classification.confidence >= self.confirm_below
+            or normalize(msg.text).strip(" .!؟?،,") in _UNLINK_WORDS
+        )
         if not sure:
             ctx.meta["unlink"] = "confirm"
             quick = (QuickReply(label("qr.unlink", lang), "intent:unlink"),)
-            return Reply((FreeText(text("unlink_confirm", lang), origin="template:linking"),), quick, language=lang)
+            return Reply(
+                (FreeText(text("unlink_confirm", lang), origin="template:linking"),), quick, language=lang
+            )
         self.unlink(msg.channel, msg.user_id, WithdrawalMethod.CHAT)
         ctx.state.customer_id = None
         ctx.state.pending = None

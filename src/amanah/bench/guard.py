@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 import sys
 import time
@@ -66,6 +67,7 @@ GOAL_FP_RATE = 0.01
 GOAL_SPEEDUP = 30.0
 OUR_PASSES = 7
 PRESIDIO_PASSES = 5
+MIN_PASS_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,31 +122,43 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _one_pass(run: Callable[[str], object], texts: Sequence[str]) -> float:
+def _one_pass(run: Callable[[str], object], texts: Sequence[str], repeat: int = 1) -> float:
     started = time.perf_counter()
-    for text in texts:
-        run(text)
+    for _ in range(repeat):
+        for text in texts:
+            run(text)
     elapsed = time.perf_counter() - started
-    return len(texts) / elapsed if elapsed > 0 else float("inf")
+    return repeat * len(texts) / elapsed if elapsed > 0 else float("inf")
+
+
+def _repeats_for(run: Callable[[str], object], texts: Sequence[str], min_seconds: float) -> int:
+    """How many times to go over ``texts`` so that one pass lasts about ``min_seconds``: short passes
+    are at the mercy of a momentary load spike on a shared machine."""
+    rate = _one_pass(run, texts)  # also warms up
+    if not texts or rate == float("inf"):
+        return 1
+    return max(1, math.ceil(min_seconds * rate / len(texts)))
 
 
 def _throughputs(
-    runners: Sequence[tuple[Callable[[str], object], int]], texts: Sequence[str]
+    runners: Sequence[tuple[Callable[[str], object], int]], texts: Sequence[str], min_pass_seconds: float
 ) -> list[dict[str, Any]]:
     """msgs/s of each runner, median of its passes; passes are interleaved (A, B, A, B, ...) so that
     both sides see the same machine load and the ratio stays fair on a shared machine."""
     rates: list[list[float]] = [[] for _ in runners]
+    repeats = [_repeats_for(run, texts, min_pass_seconds) for run, _ in runners]
     for round_ in range(max(passes for _, passes in runners)):
         for index, (run, passes) in enumerate(runners):
             if round_ < passes:
-                rates[index].append(_one_pass(run, texts))
+                rates[index].append(_one_pass(run, texts, repeats[index]))
     return [
         {
             "msgs_per_s": round(statistics.median(r), 1),
             "passes": len(r),
+            "messages_per_pass": repeat * len(texts),
             "per_pass": [round(x, 1) for x in r],
         }
-        for r in rates
+        for r, repeat in zip(rates, repeats, strict=True)
     ]
 
 
@@ -303,8 +317,20 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-def run_guard_bench(data: Path, compare_presidio: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Accuracy and throughput of :func:`detect` on ``data`` (and of Presidio with ``compare_presidio``)."""
+def run_guard_bench(
+    data: Path,
+    compare_presidio: bool = False,
+    progress: bool = False,
+    *,
+    passes: int = OUR_PASSES,
+    presidio_passes: int = PRESIDIO_PASSES,
+    min_pass_seconds: float = MIN_PASS_SECONDS,
+) -> dict[str, Any]:
+    """Accuracy and throughput of :func:`detect` on ``data`` (and of Presidio with ``compare_presidio``).
+
+    Throughput is the median msgs/s of ``passes`` passes over all messages, each pass long enough to
+    last ``min_pass_seconds``; with Presidio the passes alternate between the two engines.
+    """
     raw = data.read_bytes()
     records = load_records(data)
     texts = [r.text for r in records]
@@ -319,13 +345,13 @@ def run_guard_bench(data: Path, compare_presidio: bool = False, progress: bool =
         "mean_chars": round(statistics.fmean(len(t) for t in texts), 1) if texts else 0.0,
     }
     if analyze is None:
-        result["throughput"] = _throughputs([(detect, OUR_PASSES)], texts)[0]
+        result["throughput"] = _throughputs([(detect, passes)], texts, min_pass_seconds)[0]
         result["presidio"] = None
     else:
         presidio_results = [analyze(r.text) for r in _progress(records, "presidio", progress)]
         presidio = _presidio_recall(records, presidio_results)
         result["throughput"], presidio["throughput"] = _throughputs(
-            [(detect, OUR_PASSES), (analyze, PRESIDIO_PASSES)], texts
+            [(detect, passes), (analyze, presidio_passes)], texts, min_pass_seconds
         )
         ours = result["throughput"]["msgs_per_s"]
         theirs = presidio["throughput"]["msgs_per_s"]
@@ -406,7 +432,7 @@ def format_guard_report(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=150)
     groups = sorted({g for e in result["entities"].values() for g in e["by_group"]})
     table = Table(title=f"Guard detectors — {result['data']['messages']} messages ({result['data']['path']})")
     table.add_column("gold type")

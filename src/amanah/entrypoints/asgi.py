@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -27,7 +30,28 @@ WEB = Path(__file__).parent / "web"
 def create_app(container: Container) -> FastAPI:
     """Build the app for one container. No work at import time; all state comes from ``container``."""
     settings = container.settings
-    app = FastAPI(title="Amanah", version=__version__, docs_url="/api/docs", redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The channel worker (inbox -> replies -> outbox -> Graph) runs in this process unless
+        # AMANAH_RUN_WORKER_IN_SERVER=false (then run `amanah worker` beside the server).
+        worker = None
+        runtime = container.channels
+        if settings.run_worker_in_server and runtime is not None and runtime.enabled:
+            from amanah.adapters.channels.worker import make_worker
+
+            worker = make_worker(container)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
+            writer = container.extras.get("inbox_writer")
+            if writer is not None:
+                await asyncio.to_thread(writer.close)
+
+    app = FastAPI(title="Amanah", version=__version__, docs_url="/api/docs", redoc_url=None, lifespan=lifespan)
     app.state.container = container
     templates = Jinja2Templates(directory=str(WEB / "templates"))
 

@@ -23,6 +23,11 @@ eval_app = typer.Typer(help="Quality evaluations.", no_args_is_help=True)
 app.add_typer(customer_app, name="customer")
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
+audit_app = typer.Typer(
+    help="The disclosure ledger: verify its hash chain, report what each platform received.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -99,11 +104,16 @@ def serve(
     import uvicorn
 
     from amanah.bootstrap import build
+    from amanah.domain.errors import ConfigurationError
     from amanah.entrypoints.asgi import create_app
 
     settings = _settings(host=host, port=port, run_worker_in_server=workers_in_process)
     _logging(settings)
-    container = build(settings)
+    try:
+        container = build(settings)
+    except ConfigurationError as exc:  # e.g. a broken agreement file: say what, no traceback
+        _fail(f"cannot start: {exc}")
+        raise
     _check_schema(container)
     typer.echo(f"Amanah serving on http://{settings.host}:{settings.port}/  (database {_redact_url(settings.database_url)})")
     uvicorn.run(create_app(container), host=settings.host, port=settings.port, log_level="warning", access_log=False)
@@ -259,6 +269,66 @@ def bench_guard(
     guard_command(data, compare_presidio=compare_presidio)
 
 
+_LINKABLE = ("messenger", "whatsapp")
+
+
+def _linkable_channel(name: str) -> Any:
+    from amanah.domain.conversation import Channel
+
+    cleaned = name.strip().lower()
+    if cleaned not in _LINKABLE:
+        _fail(f"--channel must be one of: {', '.join(_LINKABLE)}")
+    return Channel(cleaned)
+
+
+@app.command()
+def link(
+    channel: Annotated[str, typer.Option("--channel", help="messenger or whatsapp.")],
+    user_id: Annotated[str, typer.Option("--user-id", help="The platform's id of the person (PSID, wa_id).")],
+    customer: Annotated[str, typer.Option("--customer", help="Username of the bank customer.")],
+) -> None:
+    """Record a linked, consented binding as if the customer had completed the linking flow."""
+    from amanah.bootstrap import build
+    from amanah.domain.errors import UnknownCustomer, ValidationError
+
+    chosen = _linkable_channel(channel)
+    container = build(_settings())
+    _check_schema(container)
+    assert container.linking is not None
+    try:
+        who = container.core.customer_by_username(customer.strip().lower())
+    except UnknownCustomer:
+        _fail(f"no customer named {customer!r}", code=1)
+        raise
+    try:
+        binding = container.linking.link_operator(chosen, user_id, who.id)
+    except ValidationError as exc:
+        _fail(str(exc))
+        raise
+    typer.echo(
+        f"linked {chosen.value} user {binding.user_id} to {who.username} "
+        f"(consent {binding.consent_id}, agreement {binding.agreement_id} {binding.agreement_version})"
+    )
+
+
+@app.command()
+def unlink(
+    channel: Annotated[str, typer.Option("--channel", help="messenger or whatsapp.")],
+    user_id: Annotated[str, typer.Option("--user-id", help="The platform's id of the person (PSID, wa_id).")],
+) -> None:
+    """Withdraw consent and remove a binding at once (the consent record is kept as proof)."""
+    from amanah.bootstrap import build
+    from amanah.domain.linking import WithdrawalMethod
+
+    chosen = _linkable_channel(channel)
+    container = build(_settings())
+    _check_schema(container)
+    assert container.linking is not None
+    if not container.linking.unlink(chosen, user_id.strip(), WithdrawalMethod.OPERATOR_CLI):
+        _fail(f"{chosen.value} user {user_id.strip()} is not linked", code=1)
+    typer.echo(f"unlinked {chosen.value} user {user_id.strip()}")
+
+
 @eval_app.command("nlu")
 def eval_nlu(
     data_dir: Annotated[Path | None, typer.Option(help="Folder with banking77/ and arbanking77/ (optional).")] = None,
@@ -270,6 +340,123 @@ def eval_nlu(
     typer.echo(json.dumps(figures, ensure_ascii=False))
 
 
+def _ledger_engine() -> Any:
+    from sqlalchemy import inspect
+
+    from amanah.adapters.storage.db import make_engine
+
+    engine = make_engine(_settings().database_url)
+    if not inspect(engine).has_table("disclosures"):
+        engine.dispose()
+        _fail("the database has no disclosure ledger yet: run `amanah migrate` first")
+    return engine
+
+
+@audit_app.command("verify")
+def audit_verify(
+    anchor: Annotated[
+        str | None,
+        typer.Option("--anchor", help="SEQ:HASH printed by an earlier verify, kept outside the database."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check the ledger's hash chain; exit 1 naming each record changed, deleted, inserted or reordered."""
+    from amanah.adapters.privacy.ledger import Anchor, SqlDisclosureLedger, verify_chain
+
+    expected = None
+    if anchor:
+        try:
+            expected = Anchor.parse(anchor)
+        except ValueError as exc:
+            _fail(str(exc))
+    engine = _ledger_engine()
+    try:
+        records = SqlDisclosureLedger(engine).records()
+    finally:
+        engine.dispose()
+    problems = verify_chain(records, expected)
+    head = records[-1] if records else None
+    if as_json:
+        summary = {
+            "ok": not problems,
+            "records": len(records),
+            "head": f"{head.seq}:{head.hash}" if head else None,
+            "problems": [p.to_dict() for p in problems],
+        }
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        for p in problems:
+            typer.secho(f"{p.kind.value}: {p.message}", fg=typer.colors.RED)
+        if problems:
+            typer.secho(
+                f"the disclosure ledger is NOT intact: {len(problems)} problem(s)", fg=typer.colors.RED
+            )
+        else:
+            typer.echo(f"the disclosure ledger is intact: {len(records)} record(s)")
+        if head is not None:
+            typer.echo(f"head (keep it outside the database; pass it as --anchor later): {head.seq}:{head.hash}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@audit_app.command("report")
+def audit_report(
+    customer: Annotated[str, typer.Option("--customer", help="Username of the bank customer.")],
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="messenger or whatsapp (default: both).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What each platform received about a customer: categories, treatment, how often, first and last time."""
+    from amanah.adapters.privacy.ledger import SqlDisclosureLedger
+    from amanah.adapters.storage.sql_core import SqlCoreBanking
+    from amanah.domain.conversation import Channel
+    from amanah.domain.errors import UnknownCustomer
+
+    chosen = None
+    if channel is not None:
+        name = channel.strip().lower()
+        if name not in ("messenger", "whatsapp"):
+            _fail("--channel must be one of: messenger, whatsapp")
+        chosen = Channel(name)
+    engine = _ledger_engine()
+    try:
+        try:
+            who = SqlCoreBanking(engine).customer_by_username(customer.strip().lower())
+        except UnknownCustomer:
+            _fail(f"no customer named {customer!r}", code=1)
+            raise
+        report = SqlDisclosureLedger(engine).report(who.id, chosen)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"username": who.username, **report.to_dict()}, ensure_ascii=False, indent=2))
+        return
+    if not report.channels:
+        where = chosen.value if chosen else "a third-party platform"
+        typer.echo(f"no message about {who.username} was sent to {where}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for c in report.channels:
+        console.print(
+            f"[bold]{c.channel.value}[/bold]: {c.messages} message(s) about {who.username}, "
+            f"{c.first_at:%Y-%m-%d %H:%M} to {c.last_at:%Y-%m-%d %H:%M} UTC ({', '.join(c.agreements)})"
+        )
+        table = Table("category", "treatment", "times", "first (UTC)", "last (UTC)")
+        for u in c.uses:
+            table.add_row(
+                u.category.value,
+                u.treatment.value,
+                str(u.count),
+                f"{u.first_at:%Y-%m-%d %H:%M}",
+                f"{u.last_at:%Y-%m-%d %H:%M}",
+            )
+        console.print(table)
+
+
 def _redact_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -277,6 +464,15 @@ def _redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<database>"
+
+
+def _register_channel_commands() -> None:
+    from amanah.entrypoints.channels_cli import register
+
+    register(app, bench_app)  # worker, fake-graph, simulate, outbox ..., bench messages
+
+
+_register_channel_commands()
 
 
 def main() -> None:

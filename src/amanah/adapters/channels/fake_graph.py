@@ -15,6 +15,10 @@ Endpoints (``{version}`` is anything, e.g. ``v23.0``):
 * ``GET /_fake/calls`` (``?channel=``, ``?since=<seq>``) lists recorded calls, ``DELETE`` clears
   them; ``POST /_fake/flush`` flushes the JSONL file.
 
+With an :class:`EchoTarget` the fake also behaves like Meta's ``message_echoes`` subscription: each
+accepted Messenger message is posted back, signed, to the bot's webhook (``is_echo``, ``app_id``,
+``metadata``), retried while the bot is down.
+
 Every call is recorded in memory (the last 200,000) and, with ``record_path``, appended to a JSON
 Lines file (buffered; flushed every 0.25 s, on ``/_fake/flush``, ``GET /_fake/calls`` and shutdown).
 The access token itself is never recorded: only how it was sent (``bearer`` / ``query`` / ``none``).
@@ -30,7 +34,7 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -148,10 +152,32 @@ class _ApiError(Exception):
         self.details = details
 
 
+@dataclass(frozen=True, slots=True)
+class EchoTarget:
+    """Where the fake posts ``message_echoes`` for the Messenger messages it accepts (like Meta)."""
+
+    url: str  # the bot's webhook, e.g. http://127.0.0.1:8000/webhooks/messenger
+    app_secret: str  # signs X-Hub-Signature-256
+    page_id: str = "1000000000000001"
+    app_id: str = "555000111"
+    attempts: int = 40  # retried with backoff (0.1 s doubling to 2 s) while the bot is down
+
+
 class FakeGraphState:
     """The fake's memory: queued faults, recorded calls, id counters, the JSONL recorder."""
 
-    def __init__(self, record_path: Path | None, access_token: str | None, app_secret: str | None) -> None:
+    def __init__(
+        self,
+        record_path: Path | None,
+        access_token: str | None,
+        app_secret: str | None,
+        echo: EchoTarget | None = None,
+    ) -> None:
+        self.echo = echo
+        self.echoes_delivered = 0
+        self.echoes_failed = 0
+        self._echo_tasks: set[asyncio.Task[None]] = set()
+        self._echo_client: Any = None
         self.record_path = record_path
         self.access_token = access_token
         self.app_secret = app_secret
@@ -164,6 +190,52 @@ class FakeGraphState:
 
     def next_id(self) -> int:
         return next(self._ids)
+
+    def schedule_echo(self, recipient: str, mid: str, message: object) -> None:
+        """Post a signed echo of an accepted Messenger message to the bot's webhook (if configured)."""
+        if self.echo is None or not isinstance(message, dict):
+            return
+        target = self.echo
+        ts = int(time.time() * 1000)
+        echoed: dict[str, Any] = {"mid": mid, "is_echo": True, "app_id": target.app_id}
+        for key in ("text", "metadata", "attachment", "quick_replies"):
+            if key in message:
+                echoed[key] = message[key]
+        item = {"sender": {"id": target.page_id}, "recipient": {"id": recipient}, "timestamp": ts, "message": echoed}
+        doc = {"object": "page", "entry": [{"id": target.page_id, "time": ts, "messaging": [item]}]}
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        task = asyncio.get_running_loop().create_task(self._post_echo(target, body))
+        self._echo_tasks.add(task)
+        task.add_done_callback(self._echo_tasks.discard)
+
+    async def _post_echo(self, target: EchoTarget, body: bytes) -> None:
+        import httpx
+
+        if self._echo_client is None:
+            self._echo_client = httpx.AsyncClient(timeout=5.0)
+        signature = "sha256=" + hmac.new(target.app_secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
+        delay = 0.1
+        for _ in range(target.attempts):
+            try:
+                response = await self._echo_client.post(target.url, content=body, headers=headers)
+                if 200 <= response.status_code < 300:
+                    self.echoes_delivered += 1
+                    return
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # refused (bad signature, malformed): retrying will not help
+            except httpx.HTTPError:
+                pass  # the bot is down: retry, as Meta does
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        self.echoes_failed += 1
+
+    async def aclose(self) -> None:
+        for task in list(self._echo_tasks):
+            task.cancel()
+        if self._echo_client is not None:
+            await self._echo_client.aclose()
+            self._echo_client = None
 
     def take_fault(self, channel: str, recipient: str | None) -> Fault | None:
         for i, fault in enumerate(self.faults):
@@ -487,11 +559,13 @@ async def handle_send(
         return fail(_ApiError(100, "(#100) The request body must be a JSON object"))
 
     fault = state.take_fault(channel, entry["recipient"])
+    delay_s = 0.0
     if fault is not None:
         entry["fault"] = fault.mode
         if fault.mode == "timeout":
-            # Longer than the client's timeout; the call is then processed (and recorded) as usual.
-            await asyncio.sleep(fault.delay_s)
+            # Processed (recorded, echoed) at once, answered only after the delay (longer than the
+            # client's timeout): like a request that reached Meta and whose answer was lost.
+            delay_s = fault.delay_s
         else:
             spec = FAULT_MODES[fault.mode][channel]
             if spec.code == 0:
@@ -513,6 +587,21 @@ async def handle_send(
             err = _ApiError(spec.code, spec.message, spec.subcode)
             return answer(spec.status, _error_body(state, err, channel), extra)
 
+    result = _deliver(state, body, channel, entry, answer, fail)
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
+    return result
+
+
+def _deliver(
+    state: FakeGraphState,
+    body: dict[str, Any],
+    channel: str,
+    entry: dict[str, Any],
+    answer: Callable[[int, dict[str, Any] | str], _Answer],
+    fail: Callable[[_ApiError], _Answer],
+) -> _Answer:
+    """Validate a call that passed authentication and faults; answer it like the real API."""
     try:
         if channel == WHATSAPP:
             validate_whatsapp(body)
@@ -537,7 +626,9 @@ async def handle_send(
     recipient_id = entry["recipient"] or ""
     if "sender_action" in body:
         return answer(200, {"recipient_id": recipient_id})
-    return answer(200, {"recipient_id": recipient_id, "message_id": f"m_FAKE{n:012d}"})
+    mid = f"m_FAKE{n:012d}"
+    state.schedule_echo(recipient_id, mid, body.get("message"))
+    return answer(200, {"recipient_id": recipient_id, "message_id": mid})
 
 
 def _is_send_path(path: str) -> bool:
@@ -648,11 +739,13 @@ def create_fake_graph_app(
     *,
     access_token: str | None = None,
     app_secret: str | None = None,
+    echo: EchoTarget | None = None,
 ) -> FakeGraphApp:
     """The fake Graph ASGI app. With ``access_token`` any other token gets error 190; with
-    ``app_secret`` a correct ``appsecret_proof`` query parameter is required. ``app.state.fake``
+    ``app_secret`` a correct ``appsecret_proof`` query parameter is required; with ``echo`` every
+    accepted Messenger message is echoed to the bot's webhook. ``app.state.fake``
     is the :class:`FakeGraphState` (in-process tests may read it directly)."""
-    state = FakeGraphState(record_path, access_token, app_secret)
+    state = FakeGraphState(record_path, access_token, app_secret, echo)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -668,6 +761,7 @@ def create_fake_graph_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await state.aclose()
             state.close()
 
     app = Starlette(
@@ -689,9 +783,10 @@ def serve_fake_graph(
     *,
     access_token: str | None = None,
     app_secret: str | None = None,
+    echo: EchoTarget | None = None,
 ) -> None:
     """Run the fake with uvicorn until interrupted (``amanah fake-graph --port 9100 [--record F]``)."""
     import uvicorn
 
-    app = create_fake_graph_app(record_path, access_token=access_token, app_secret=app_secret)
+    app = create_fake_graph_app(record_path, access_token=access_token, app_secret=app_secret, echo=echo)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")

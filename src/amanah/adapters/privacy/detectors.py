@@ -50,7 +50,6 @@ import phonenumbers
 from stdnum import bic as _bic
 from stdnum import luhn as _luhn
 from stdnum import numdb as _numdb
-from stdnum.iso7064 import mod_97_10 as _mod_97_10
 
 from amanah.domain.categories import DataCategory
 from amanah.domain.text import to_ascii_digits
@@ -232,10 +231,15 @@ for _cls, _stems in (
     (_REF, "مرجع شكوى شكوي لطلب تتبع فاتور حجز فرع بوليص شحن عملية"),
     ("swift", "سويفت"),
     ("wire", "بنك مصرف حوال تحويل حولت حولوا آيبان ايبان مستفيد"),
-    ("cred", "سري لسر تحقق مرور باسو رمز كود"),
+    ("cred", "رمز باسورد باسوورد"),
     ("cur", "ريال درهم دراهم دينار دنانير دولار جنيه يورو ليرة روبية"),
 ):
     _AR_STEMS.update(dict.fromkeys(_stems.split(), _cls))
+_AR_STEMS.update(
+    dict.fromkeys(
+        ("الرقم السري", "رقم سري", "كلمة المرور", "كلمة السر", "كلمة مرور", "كلمة سر", "كود التحقق"), "cred"
+    )
+)
 # Abbreviations ر.س (SAR), ر.ق (QAR), ر.ع (OMR), د.إ (AED), د.أ (JOD), د.ك (KWD), د.ب (BHD), ج.م (EGP), ل.ل (LBP),
 # also written with a space after the dot or as "ر س"; they must stand alone (checked after matching).
 _AR_ABBREVIATIONS = frozenset(
@@ -440,14 +444,20 @@ def _iban_layout(country: str) -> tuple[int, re.Pattern[str] | None]:
     return 4 + sum(int(count) for count, _ in parts), re.compile(pattern)
 
 
+# ISO 7064 mod 97-10 on the IBAN's digits, letters counting as 10..35 (A=10 ... Z=35). Same result as
+# stdnum.iso7064.mod_97_10, ~6x faster (one translate + one int); the unit tests check the equivalence.
+_MOD97_DIGITS = str.maketrans({chr(ord("A") + i): str(10 + i) for i in range(26)})
+
+
 def _iban_valid(compact: str) -> bool:
-    """Registry length and structure + ISO 7064 mod 97-10, as ``stdnum.iban.is_valid(check_country=False)``."""
+    """Registry length and structure + mod 97, the same test as ``stdnum.iban.is_valid(check_country=False)``."""
     length, structure = _iban_layout(compact[:2])
     return (
         structure is not None
         and len(compact) == length
         and structure.fullmatch(compact, 4) is not None
-        and _mod_97_10.is_valid(compact[4:] + compact[:4])
+        and compact[2:4].isdigit()
+        and int((compact[4:] + compact[:4]).translate(_MOD97_DIGITS)) % 97 == 1
     )
 
 
@@ -526,7 +536,7 @@ def _ibans(scan: _Scan) -> None:
         # The IBAN is the first ``length`` alphanumerics from here, single spaces/dashes allowed
         # between groups, and must end at a group boundary: this keeps a following word
         # ("... 80 the", "...7159417 failed") out of it.
-        body = _IBAN_BODY.match(t, m.end())
+        body = _IBAN_BODY.match(t, m.end(), m.end() + 2 * length)  # bounded: 34 chars + separators
         if body is None:
             continue
         need = length - 4
@@ -577,11 +587,18 @@ def _cards(scan: _Scan, runs: list[re.Match[str]]) -> None:
         i = 0
         while i < len(groups):
             matched = False
-            # Longest group-aligned span starting at group i that passes Luhn.
-            for j in range(len(groups) - 1, i - 1, -1):
+            # Group-aligned spans starting at group i with 12-19 digits (at most 19 groups: linear).
+            spans: list[int] = []
+            size = 0
+            for j in range(i, len(groups)):
+                size += len(groups[j][2])
+                if size > 19:
+                    break
+                if size >= 12:
+                    spans.append(j)
+            # The longest one that is a card wins.
+            for j in reversed(spans):
                 digits = "".join(g[2] for g in groups[i : j + 1])
-                if not 12 <= len(digits) <= 19:
-                    continue
                 start, end = groups[i][0], groups[j][1]
                 kind = _card_kind(scan, digits, start, end)
                 if kind is not None and _luhn.checksum(digits) == 0:
@@ -669,9 +686,6 @@ def _swift(scan: _Scan) -> None:
     t = scan.folded
     if not _BIC_PREFILTER.search(t):
         return
-    candidates = [m for m in _BIC.finditer(t) if scan.free(m.start(), m.end()) and _bic.is_valid(m.group())]
-    if not candidates:
-        return
     flags = scan.flags
     strong = "swift" in flags
     weak = (
@@ -682,10 +696,13 @@ def _swift(scan: _Scan) -> None:
     )
     if not weak:
         return
+    candidates = [m for m in _BIC.finditer(t) if scan.free(m.start(), m.end()) and _bic.is_valid(m.group())]
+    if not candidates:
+        return
     # In a message typed in capitals an ordinary word can look like a BIC ("BUSINESS" = BUSI NE SS):
     # letter-only candidates then need a SWIFT/BIC keyword.
     shouting = False
-    if not strong and any(m.group().isalpha() for m in candidates):
+    if not strong and any(m.group().isalpha() for m in candidates) and len(_LOWER.findall(t)) < 12:
         rest = list(t)
         for s, e in [m.span() for m in candidates] + scan.claimed:
             rest[s:e] = " " * (e - s)

@@ -40,7 +40,9 @@ channel_consents = Table(
     Column("withdrawn_how", String(32), nullable=True),
     CheckConstraint(_in("channel", CHANNELS), name="channel"),
     CheckConstraint(_in("method", CONSENT_METHODS), name="method"),
-    CheckConstraint(f"withdrawn_how IS NULL OR {_in('withdrawn_how', WITHDRAWAL_METHODS)}", name="withdrawn_how"),
+    CheckConstraint(
+        f"withdrawn_how IS NULL OR {_in('withdrawn_how', WITHDRAWAL_METHODS)}", name="withdrawn_how"
+    ),
     CheckConstraint("(withdrawn_at IS NULL) = (withdrawn_how IS NULL)", name="withdrawn_both"),
     Index("ix_channel_consents_customer_id_id", "customer_id", "id"),
 )

@@ -46,7 +46,7 @@ _BINDING_COLUMNS = (
 )
 
 
-def _binding(row: Row[Any]) -> Binding:
+def _binding(row: Any) -> Binding:  # a row of _BINDING_COLUMNS
     return Binding(
         channel=Channel(row.channel),
         user_id=row.user_id,
@@ -105,7 +105,9 @@ class SqlLinkStore:
         stmt = (
             select(*_BINDING_COLUMNS)
             .select_from(_joined())
-            .where(channel_bindings.c.channel == Channel(channel).value, channel_bindings.c.user_id == user_id)
+            .where(
+                channel_bindings.c.channel == Channel(channel).value, channel_bindings.c.user_id == user_id
+            )
         )
         with self._engine.connect() as conn:
             row = conn.execute(stmt).first()

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from amanah.app.commands import InboundMessage
 from amanah.app.i18n import text_direction
-from amanah.app.render import ALLOW_ALL, RenderedReply, render
+from amanah.app.render import RenderedReply
 from amanah.bootstrap import Container
 from amanah.domain.conversation import Channel
 from amanah.domain.errors import UnknownCustomer, ValidationError
@@ -127,7 +127,8 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
             reply = await run_in_threadpool(container.assistant.handle, msg)
         except ValidationError as exc:
             return JSONResponse({"error": "invalid_message", "detail": str(exc)}, status_code=422)
-        return JSONResponse({"reply": reply_json(render(reply, ALLOW_ALL))})
+        rendered = container.guard.prepare(Channel.WEBCHAT, cid, reply).rendered
+        return JSONResponse({"reply": reply_json(rendered)})
 
     @r.get("/api/history")
     def history(request: Request) -> Response:

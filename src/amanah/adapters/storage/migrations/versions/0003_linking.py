@@ -24,7 +24,16 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Utc = sa.DateTime(timezone=True)
 
 CHANNELS = "channel IN ('messenger', 'whatsapp')"
-_FROZEN = ("id", "customer_id", "channel", "user_id", "agreement_id", "agreement_version", "method", "given_at")
+_FROZEN = (
+    "id",
+    "customer_id",
+    "channel",
+    "user_id",
+    "agreement_id",
+    "agreement_version",
+    "method",
+    "given_at",
+)
 _TRIGGER = "trg_channel_consents_withdraw_only"
 _MESSAGE = "channel_consents: a consent record can only be withdrawn, once"
 
@@ -63,7 +72,8 @@ def upgrade() -> None:
             name=op.f("ck_channel_consents_withdrawn_how"),
         ),
         sa.CheckConstraint(
-            "(withdrawn_at IS NULL) = (withdrawn_how IS NULL)", name=op.f("ck_channel_consents_withdrawn_both")
+            "(withdrawn_at IS NULL) = (withdrawn_how IS NULL)",
+            name=op.f("ck_channel_consents_withdrawn_both"),
         ),
     )
     op.create_index(op.f("ix_channel_consents_customer_id_id"), "channel_consents", ["customer_id", "id"])

@@ -1,0 +1,397 @@
+"""Handling one conversation's inbox events: the channel use case between the inbox and the outbox.
+
+For each event, in timestamp order, while the worker holds the conversation's lease:
+
+* a user message (text, quick reply, postback, attachment) -> the customer is resolved **only**
+  through ``linking.customer_for(channel, user_id)`` (the platform is never an authentication
+  factor) -> ``assistant.handle`` -> ``guard.prepare`` (the single exit: the agreement decides what
+  the platform may see) -> ``adapter.render`` -> outbox rows holding the exact JSON bytes, each with
+  ``guard.record`` for those bytes, the window update, and the inbox row marked done: **one
+  transaction**. The outbox key is ``in<inbox id>#<n>`` and unique, so if a crash makes the event run
+  again its reply can only be queued once;
+* echoes, read and delivery receipts, WhatsApp statuses never produce a reply: our own echo (its
+  ``metadata`` is an outbox key) confirms delivery; an echo from another app (the Page Inbox) means a
+  human took over, and the bot stays silent in that thread until control is passed back;
+* account linking events call ``linking.complete_messenger`` / ``linking.unlink``;
+* messages in ``standby`` (another app owns the thread) or in a muted thread are recorded, not
+  answered.
+
+The assistant stores its turn in its own transaction before the reply is queued. If the worker dies
+between the two, the event is handled again after the lease expires: the customer gets exactly one
+reply (the first run queued none), and the conversation history shows the turn twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from amanah.adapters.channels.base import (
+    ChannelAdapter,
+    EventKind,
+    InboundEvent,
+    LinkingStatus,
+    OutboundKind,
+    OutboundMessage,
+    RenderError,
+)
+from amanah.adapters.channels.messenger import PAGE_INBOX_APP_ID
+from amanah.adapters.storage.sql_inbox import ClaimedConversation, InboxItem, SqlInbox
+from amanah.adapters.storage.sql_outbox import QueuedCall, SqlOutbox
+from amanah.app.commands import InboundMessage
+from amanah.app.egress import EgressGuard, PreparedReply
+from amanah.app.ports import Classifier, Clock
+from amanah.domain.conversation import Channel
+from amanah.domain.errors import ValidationError
+from amanah.domain.intents import Classification
+from amanah.domain.replies import Reply, Say
+
+log = logging.getLogger(__name__)
+
+
+class Linking(Protocol):
+    """The part of the linking service the pipeline uses (``container.linking``)."""
+
+    def customer_for(self, channel: Channel, user_id: str) -> int | None: ...
+
+    def complete_messenger(self, psid: str, authorization_code: str, at: datetime) -> Any: ...
+
+    def unlink(self, channel: Channel, user_id: str, how: Any) -> Any: ...
+
+
+class Handles(Protocol):
+    def handle(self, msg: InboundMessage) -> Reply: ...
+
+
+class LeaseLost(Exception):
+    """The conversation's lease or the inbox row was taken over by another worker: stop here."""
+
+
+def body_bytes(body: Mapping[str, Any]) -> bytes:
+    """The exact bytes POSTed for a platform call (compact UTF-8 JSON; recorded as sent)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def outbox_key(inbox_id: int) -> str:
+    """The idempotency key of the reply to inbox row ``inbox_id`` (calls add ``#<n>``)."""
+    return f"in{inbox_id}"
+
+
+def is_our_key(metadata: str | None) -> bool:
+    return bool(metadata) and metadata is not None and metadata.startswith("in") and "#" in metadata
+
+
+class PrefetchingClassifier:
+    """Wraps a classifier that has ``classify_many``: a worker classifies a whole batch at once.
+
+    :meth:`prefetch` stores batch results for the calling thread only; :meth:`classify` answers from
+    them (keyed by text: the wrapped model must ignore ``language``) and falls back to the model.
+    Vectorised classification of 100 texts costs about what 3 single calls cost.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._local = threading.local()
+
+    def classify(self, text: str, language: str) -> Classification:
+        cache: dict[str, Classification] | None = getattr(self._local, "cache", None)
+        if cache is not None:
+            hit = cache.get(text)
+            if hit is not None:
+                return hit
+        result: Classification = self.inner.classify(text, language)
+        return result
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        unique = list(dict.fromkeys(t for t in texts if t))
+        if not unique:
+            self._local.cache = {}
+            return
+        results = self.inner.classify_many(unique)
+        self._local.cache = dict(zip(unique, results, strict=True))
+
+    def clear(self) -> None:
+        self._local.cache = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def prefetching(classifier: Classifier) -> Classifier:
+    """``classifier`` wrapped in :class:`PrefetchingClassifier` when it can classify in batches."""
+    if isinstance(classifier, PrefetchingClassifier) or not hasattr(classifier, "classify_many"):
+        return classifier
+    wrapped: Classifier = PrefetchingClassifier(classifier)
+    return wrapped
+
+
+@dataclass
+class PipelineStats:
+    events: int = 0
+    replies: int = 0
+    failures: int = 0
+
+
+class ChannelPipeline:
+    """Handles claimed conversations; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        adapters: Mapping[Channel, ChannelAdapter],
+        inbox: SqlInbox,
+        outbox: SqlOutbox,
+        assistant: Handles,
+        guard: EgressGuard,
+        linking: Linking | None,
+        clock: Clock,
+        lease_s: float = 30.0,
+        our_app_id: str = "",
+        max_attempts: int = 5,
+        classifier: Any = None,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.adapters = dict(adapters)
+        self.inbox = inbox
+        self.outbox = outbox
+        self.assistant = assistant
+        self.guard = guard
+        self.linking = linking
+        self.clock = clock
+        self.lease_s = lease_s
+        self.our_app_id = our_app_id
+        self.max_attempts = max_attempts
+        self.classifier = classifier if isinstance(classifier, PrefetchingClassifier) else None
+        self.on_queued = on_queued
+        self.stats = PipelineStats()
+
+    # --- batches ------------------------------------------------------------------------------------
+
+    def run_once(self, owner: str, *, conversations: int = 50) -> int:
+        """Claim and handle one batch of conversations; returns how many events were handled."""
+        claimed = self.inbox.claim(owner, now=self.clock.now(), lease_s=self.lease_s, conversations=conversations)
+        if not claimed:
+            return 0
+        if self.classifier is not None:
+            self.classifier.prefetch(
+                [
+                    item.event.text
+                    for conv in claimed
+                    for item in conv.items
+                    if item.event.needs_reply and item.event.text and not item.event.payload
+                ]
+            )
+        handled = 0
+        try:
+            for conv in claimed:
+                handled += self.process(conv, owner)
+        finally:
+            if self.classifier is not None:
+                self.classifier.clear()
+        return handled
+
+    def process(self, conv: ClaimedConversation, owner: str) -> int:
+        """Handle a leased conversation's events in order; stops at the first failure."""
+        handled = 0
+        try:
+            for item in conv.items:
+                try:
+                    self.handle(item, owner)
+                except LeaseLost:
+                    log.info("lease lost on a %s conversation; another worker continues", conv.channel)
+                    return handled
+                except Exception as exc:  # one bad event must not stop the worker
+                    self.stats.failures += 1
+                    log.exception("inbox event %s failed", item.id)
+                    gave_up = self.inbox.record_failure(
+                        item.id, f"{type(exc).__name__}: {exc}", self.clock.now(), max_attempts=self.max_attempts
+                    )
+                    if not gave_up:
+                        return handled  # keep the order: retry this event before the later ones
+                handled += 1
+                self.stats.events += 1
+        finally:
+            self.inbox.release(conv.channel, conv.user_id, owner)
+        return handled
+
+    # --- one event ----------------------------------------------------------------------------------
+
+    def handle(self, item: InboxItem, owner: str) -> str:
+        """Handle one event; returns the outcome stored on the inbox row."""
+        event = item.event
+        if event.is_user_message:
+            return self._user_message(item, owner)
+        now = self.clock.now()
+        with self.outbox.writer.begin() as conn:
+            outcome = self._state_event(conn, event, now)
+            self._complete(conn, item, owner, outcome, now)
+        return outcome
+
+    def _complete(self, conn: Any, item: InboxItem, owner: str, outcome: str, now: datetime) -> None:
+        event = item.event
+        if not self.inbox.complete(conn, item.id, outcome, now):
+            raise LeaseLost
+        if not self.inbox.renew(conn, event.channel, event.user_id, owner, now + timedelta(seconds=self.lease_s)):
+            raise LeaseLost
+
+    def _state_event(self, conn: Any, event: InboundEvent, now: datetime) -> str:
+        ch, user = event.channel, event.user_id
+        kind = event.kind
+        if kind is EventKind.ECHO:
+            if is_our_key(event.metadata):
+                assert event.metadata is not None
+                self.outbox.confirm_key(conn, event.metadata, event.message_id, now)
+                return "echo"
+            if event.app_id and (
+                event.app_id == PAGE_INBOX_APP_ID or (self.our_app_id and event.app_id != self.our_app_id)
+            ):
+                self.outbox.set_muted(conn, ch, user, True, now)
+                return "human_takeover"
+            return "echo"
+        if kind is EventKind.DELIVERY:
+            self.outbox.confirm_message_ids(conn, ch, event.related_ids, now)
+            if event.watermark_ms:
+                self.outbox.confirm_until(conn, ch, user, _ms_to_dt(event.watermark_ms), now)
+            return "delivery"
+        if kind is EventKind.READ:
+            if event.watermark_ms:
+                self.outbox.set_read_watermark(conn, ch, user, event.watermark_ms)
+                self.outbox.confirm_until(conn, ch, user, _ms_to_dt(event.watermark_ms), now)
+            return "read"
+        if kind is EventKind.STATUS:
+            status = event.subtype or ""
+            if status in ("delivered", "read"):
+                self.outbox.confirm_message_ids(conn, ch, event.related_ids, now)
+            elif status == "failed":
+                for wamid in event.related_ids:
+                    self.outbox.fail_message_id(conn, ch, wamid, event.error_code, now)
+            return f"status_{status}"[:32]
+        if kind is EventKind.HANDOVER:
+            if event.subtype == "pass_thread_control" and self.our_app_id and event.app_id == self.our_app_id:
+                self.outbox.set_muted(conn, ch, user, False, now)
+                return "control_returned"
+            if event.subtype in ("pass_thread_control", "take_thread_control") and event.app_id != self.our_app_id:
+                self.outbox.set_muted(conn, ch, user, True, now)
+                return "human_takeover"
+            return "handover"
+        if kind is EventKind.ACCOUNT_LINKING:
+            return self._account_linking(event, now)
+        if kind is EventKind.POLICY:
+            log.warning("platform policy enforcement on %s: %s", ch, event.subtype)
+            return "policy_alert"
+        return "ignored"
+
+    def _account_linking(self, event: InboundEvent, now: datetime) -> str:
+        if self.linking is None:
+            log.warning("account_linking event but no linking service is configured")
+            return "linking_unavailable"
+        if event.linking_status is LinkingStatus.LINKED:
+            if not event.authorization_code:
+                return "link_rejected"
+            result = self.linking.complete_messenger(event.user_id, event.authorization_code, event.occurred_at)
+            return "linked" if result else "link_rejected"
+        from amanah.domain.linking import WithdrawalMethod
+
+        self.linking.unlink(event.channel, event.user_id, WithdrawalMethod.PLATFORM)
+        return "unlinked"
+
+    def _user_message(self, item: InboxItem, owner: str) -> str:
+        event = item.event
+        ch, user = event.channel, event.user_id
+        at = _event_time(event, self.clock.now())
+        if event.standby or self._muted(ch, user):
+            now = self.clock.now()
+            with self.outbox.writer.begin() as conn:
+                self.outbox.user_message(conn, ch, user, at, now)
+                outcome = "standby" if event.standby else "muted"
+                self._complete(conn, item, owner, outcome, now)
+            return outcome
+        customer_id = self.linking.customer_for(ch, user) if self.linking is not None else None
+        msg = InboundMessage(ch, user, event.text or "", customer_id=customer_id, payload=event.payload)
+        try:
+            reply = self.assistant.handle(msg)
+        except ValidationError:
+            reply = Reply((Say("error"),))
+        prepared = self.guard.prepare(ch, customer_id, reply)
+        calls = self._calls(item, prepared)
+        now = self.clock.now()
+        with self.outbox.writer.begin() as conn:
+            self._complete(conn, item, owner, "replied", now)
+            self.outbox.user_message(conn, ch, user, at, now)
+            inserted = self.outbox.enqueue(conn, calls, now)
+            for call in calls:
+                if call.key in inserted:
+                    self.guard.record(conn, prepared=prepared, user_id=user, body=call.body, at=now)
+        self.stats.replies += 1
+        if self.on_queued is not None:
+            self.on_queued()
+        return "replied"
+
+    def _muted(self, channel: Channel, user_id: str) -> bool:
+        with self.outbox.engine.connect() as conn:
+            return self.outbox.is_muted(conn, channel, user_id)
+
+    def _calls(self, item: InboxItem, prepared: PreparedReply) -> list[QueuedCall]:
+        event = item.event
+        adapter = self.adapters[event.channel]
+        rendered = prepared.rendered
+        kind = OutboundKind.REPLY
+        if (
+            event.channel is Channel.MESSENGER
+            and len(rendered.buttons) == 1
+            and rendered.buttons[0].url.startswith("https://")  # Messenger refuses account_link over http
+            and self.linking is not None
+            and _is_link_url(self.linking, rendered.buttons[0].url)
+        ):
+            kind = OutboundKind.ACCOUNT_LINK  # Messenger starts linking only from an account_link button
+        outbound = OutboundMessage(
+            channel=event.channel,
+            user_id=event.user_id,
+            texts=(rendered.text,),
+            quick_replies=rendered.quick_replies,
+            buttons=rendered.buttons,
+            kind=kind,
+            key=outbox_key(item.id),
+            language=rendered.language,
+            reply_to=event.message_id,
+        )
+        try:
+            requests = adapter.render(outbound)
+        except RenderError:
+            log.warning("reply to inbox row %s could not be rendered with its buttons; sending text only", item.id)
+            requests = adapter.render(OutboundMessage(event.channel, event.user_id, texts=(rendered.text,), key=outbound.key, language=rendered.language))
+        return [
+            QueuedCall(
+                key=req.key,
+                channel=req.channel,
+                user_id=req.user_id or event.user_id,
+                sequence=req.sequence,
+                method=req.method,
+                path=req.path,
+                body=body_bytes(req.body),
+                inbox_id=item.id,
+            )
+            for req in requests
+            if not req.best_effort
+        ]
+
+
+def _is_link_url(linking: Any, url: str) -> bool:
+    check = getattr(linking, "is_link_url", None)
+    return bool(check(url)) if callable(check) else False
+
+
+def _ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _event_time(event: InboundEvent, now: datetime) -> datetime:
+    """When the user wrote: the platform timestamp (never later than now; now when missing)."""
+    if event.timestamp_ms <= 0:
+        return now
+    return min(event.occurred_at, now)

@@ -1,0 +1,504 @@
+"""The channel workers: the inbox loop (events -> replies) and the outbox sender (replies -> Graph).
+
+:class:`ChannelWorker` runs both in background threads of one process: inside ``amanah serve`` (the
+default, ``AMANAH_RUN_WORKER_IN_SERVER``) or alone in ``amanah worker [--processes N]``. Any number
+of them can share one database: inbox conversations and outbox rows are leased (see ``sql_inbox`` and
+``sql_outbox``), so no event is handled twice and a conversation's events and messages keep their
+order.
+
+The sender (:class:`OutboxSender`) is asynchronous: it keeps up to ``max_inflight`` calls in flight,
+one per conversation at most (it only ever takes the head of a conversation's queue). For each call:
+
+* the messaging window is checked first (:func:`policy.send_decision`): outside it the row is
+  ``held`` until the user writes again, and an agent note is written;
+* Messenger replies are preceded by a ``typing_on`` sender action (best effort, not stored);
+* the stored bytes are POSTed as they are (they are what the disclosure ledger recorded);
+* the outcome is classified by the channel adapter: delivered -> ``sent``; throttling -> the whole
+  channel pauses and the row is retried with backoff and jitter; other transient errors -> retried
+  with backoff, at most ``policy.MAX_ATTEMPTS`` attempts, then ``failed``; a timeout after the request
+  may have reached Meta -> ``unconfirmed``: re-sent only if the echo carrying its key has not arrived
+  within ``echo_wait_s``; permanent errors -> ``failed`` (and the window closed -> ``held``; a bad token
+  or a restricted Page -> the channel pauses for ``circuit_s``). ``amanah outbox failed`` lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from amanah.adapters.channels.base import (
+    ChannelAdapter,
+    ErrorAction,
+    OutboundKind,
+    OutboundMessage,
+    OutcomeKind,
+    SendOutcome,
+    SendRequest,
+)
+from amanah.adapters.channels.messenger import MessengerAdapter
+from amanah.adapters.channels.pipeline import ChannelPipeline
+from amanah.adapters.channels.policy import MAX_ATTEMPTS, retry_delay_s, send_decision
+from amanah.adapters.channels.sender import GraphEndpoint, GraphSender, endpoints_from_settings
+from amanah.adapters.channels.whatsapp import WhatsAppAdapter
+from amanah.adapters.storage.sql_inbox import SqlInbox
+from amanah.adapters.storage.sql_outbox import (
+    DELIVERED,
+    FAILED,
+    HELD,
+    PENDING,
+    SENT,
+    UNCONFIRMED,
+    OutboxRow,
+    SendResult,
+    SqlOutbox,
+)
+from amanah.app.ports import Clock
+from amanah.domain.conversation import Channel
+from amanah.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PAUSE_CHANNEL = frozenset({ErrorAction.THROTTLED})
+_CIRCUIT = frozenset({ErrorAction.BAD_TOKEN, ErrorAction.ACCOUNT_RESTRICTED})
+
+
+def new_owner_id(role: str) -> str:
+    """A lease owner id unique to this process and role (host, pid, random suffix)."""
+    return f"{role}:{socket.gethostname()[:20]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class ChannelRuntime:
+    """What the webhooks and the workers share: adapters, endpoints, the inbox and the outbox."""
+
+    settings: Settings
+    adapters: dict[Channel, ChannelAdapter]
+    endpoints: dict[Channel, GraphEndpoint]
+    inbox: SqlInbox
+    outbox: SqlOutbox
+    wake: threading.Event = field(default_factory=threading.Event)  # new inbox rows (in-process)
+    senders: list[OutboxSender] = field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one channel can authenticate webhooks (an app secret is set)."""
+        return bool(
+            self.settings.messenger_app_secret.get_secret_value()
+            or self.settings.whatsapp_app_secret.get_secret_value()
+        )
+
+    def adapter(self, channel: Channel) -> ChannelAdapter:
+        return self.adapters[channel]
+
+    def notify_inbox(self) -> None:
+        self.wake.set()
+
+    def notify_outbox(self) -> None:
+        for sender in self.senders:
+            sender.wake()
+
+
+def build_runtime(settings: Settings, engine: Any) -> ChannelRuntime:
+    """Adapters and Graph endpoints from ``settings``, the inbox and outbox on ``engine``."""
+    adapters: dict[Channel, ChannelAdapter] = {
+        Channel.MESSENGER: MessengerAdapter.from_settings(settings),
+        Channel.WHATSAPP: WhatsAppAdapter.from_settings(settings),
+    }
+    return ChannelRuntime(
+        settings=settings,
+        adapters=adapters,
+        endpoints=endpoints_from_settings(settings),
+        inbox=SqlInbox(engine),
+        outbox=SqlOutbox(engine),
+    )
+
+
+class BodyGraphSender(GraphSender):
+    """:class:`GraphSender` that POSTs stored bytes as they are (no re-serialisation)."""
+
+    async def send_body(self, request: SendRequest, body: bytes) -> SendOutcome:
+        prepared = self._prepare(request)
+        if isinstance(prepared, SendOutcome):
+            return prepared
+        url, headers, params = prepared
+        headers["Content-Type"] = "application/json"
+        try:
+            response = await self._client.request(request.method, url, content=body, headers=headers, params=params)
+        except httpx.HTTPError as exc:
+            from amanah.adapters.channels.sender import outcome_for_exception
+
+            outcome = outcome_for_exception(exc)
+            log.warning("send %s %s: %s", request.channel, request.key, outcome.message)
+            return outcome
+        return self._classify(request, response)
+
+
+def _note_text(body: bytes) -> str:
+    """The human-readable text of a stored call, for an agent note."""
+    import json
+
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")[:2000]
+    message = doc.get("message") or {}
+    if isinstance(message, dict):
+        if isinstance(message.get("text"), str):
+            return str(message["text"])
+        payload = (message.get("attachment") or {}).get("payload") or {}
+        if isinstance(payload, dict) and isinstance(payload.get("text"), str):
+            return str(payload["text"])
+    if isinstance(doc.get("text"), dict):
+        return str(doc["text"].get("body", ""))
+    interactive = doc.get("interactive")
+    if isinstance(interactive, dict):
+        return str((interactive.get("body") or {}).get("text", ""))
+    return json.dumps(doc, ensure_ascii=False)[:2000]
+
+
+class OutboxSender:
+    """Drains the outbox; see the module docstring. Run with ``await sender.run(stop_event)``."""
+
+    def __init__(
+        self,
+        *,
+        outbox: SqlOutbox,
+        adapters: Mapping[Channel, ChannelAdapter],
+        endpoints: Mapping[Channel, GraphEndpoint],
+        clock: Clock,
+        owner: str | None = None,
+        typing: bool = True,
+        max_inflight: int = 64,
+        lease_s: float = 30.0,
+        echo_wait_s: float = 5.0,
+        poll_s: float = 0.05,
+        timeout_s: float = 10.0,
+        circuit_s: float = 60.0,
+        backoff_base_s: float = 1.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.adapters = dict(adapters)
+        self.endpoints = dict(endpoints)
+        self.clock = clock
+        self.owner = owner or new_owner_id("sender")
+        self.typing = typing
+        self.max_inflight = max_inflight
+        self.lease_s = max(lease_s, timeout_s * 2 + 1)
+        self.echo_wait_s = echo_wait_s
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.circuit_s = circuit_s
+        self.backoff_base_s = backoff_base_s
+        self.max_attempts = max_attempts
+        self.transport = transport
+        self.paused: dict[Channel, float] = {}  # channel -> monotonic time it may send again
+        self.sent = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """Thread-safe: new rows were queued, look now instead of at the next poll."""
+        loop, event = self._loop, self._wake
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def _paused_channels(self) -> list[Channel]:
+        now = time.monotonic()
+        for channel, until in list(self.paused.items()):
+            if until <= now:
+                del self.paused[channel]
+        return list(self.paused)
+
+    def _client(self) -> BodyGraphSender:
+        return BodyGraphSender(
+            self.endpoints,
+            adapters=self.adapters,
+            timeout_s=self.timeout_s,
+            max_connections=max(self.max_inflight * 2, 10),
+            transport=self.transport,
+        )
+
+    async def drain(self, *, max_rounds: int = 100) -> int:
+        """Send every row that is due now, round after round, then return how many were attempted.
+
+        For tests and one-shot tools; the long-running loop is :meth:`run`.
+        """
+        client = self._client()
+        attempted = 0
+        try:
+            for _ in range(max_rounds):
+                self.outbox.recover_stale(now=self.clock.now(), echo_wait_s=self.echo_wait_s)
+                rows = self.outbox.claim(
+                    self.owner,
+                    now=self.clock.now(),
+                    lease_s=self.lease_s,
+                    limit=self.max_inflight,
+                    exclude_channels=self._paused_channels(),
+                )
+                if not rows:
+                    break
+                results = await asyncio.gather(*(self._send(client, row) for row in rows))
+                self.outbox.finish(self.owner, results, self.clock.now())
+                attempted += len(rows)
+        finally:
+            await client.aclose()
+        return attempted
+
+    async def run(self, stop: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        client = self._client()
+        inflight: set[asyncio.Task[SendResult]] = set()
+        results: list[SendResult] = []
+        last_recover = 0.0
+        try:
+            while not stop.is_set():
+                progressed = False
+                if results:
+                    self.outbox.finish(self.owner, results, self.clock.now())
+                    results = []
+                    progressed = True
+                if time.monotonic() - last_recover > min(self.lease_s, 5.0):
+                    last_recover = time.monotonic()
+                    self.outbox.recover_stale(now=self.clock.now(), echo_wait_s=self.echo_wait_s)
+                room = self.max_inflight - len(inflight)
+                if room > 0:
+                    rows = self.outbox.claim(
+                        self.owner,
+                        now=self.clock.now(),
+                        lease_s=self.lease_s,
+                        limit=room,
+                        exclude_channels=self._paused_channels(),
+                    )
+                    for row in rows:
+                        inflight.add(asyncio.create_task(self._send(client, row)))
+                    progressed = progressed or bool(rows)
+                if progressed and not inflight:
+                    continue
+                self._wake.clear()
+                waiter = asyncio.create_task(self._wake.wait())
+                pending: set[asyncio.Task[Any]] = {*inflight, waiter}
+                await asyncio.wait(pending, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                for task in [t for t in inflight if t.done()]:
+                    inflight.discard(task)
+                    results.append(task.result())
+            # Let in-flight calls finish (bounded by the HTTP timeout) so their outcome is recorded.
+            if inflight:
+                done, _ = await asyncio.wait(inflight, timeout=self.timeout_s + 1)
+                results.extend(t.result() for t in done)
+            if results:
+                self.outbox.finish(self.owner, results, self.clock.now())
+        finally:
+            await client.aclose()
+
+    async def _send(self, client: BodyGraphSender, row: OutboxRow) -> SendResult:
+        try:
+            return await self._send_row(client, row)
+        except Exception as exc:  # never lose the row: it goes back to the queue
+            log.exception("sending outbox row %s failed unexpectedly", row.id)
+            return SendResult(
+                row.id,
+                PENDING,
+                {"next_attempt_at": self.clock.now() + timedelta(seconds=self.backoff_base_s), "error_message": str(exc)[:500]},
+            )
+
+    async def _send_row(self, client: BodyGraphSender, row: OutboxRow) -> SendResult:
+        now = self.clock.now()
+        adapter = self.adapters[row.channel]
+        decision = send_decision(adapter.capabilities, row.last_user_message_at, now)
+        if not decision.allowed:
+            return SendResult(
+                row.id,
+                HELD,
+                {"error_action": ErrorAction.WINDOW_CLOSED.value, "error_message": f"not sent: {decision.reason}"},
+                note=_note_text(row.body),
+            )
+        request = SendRequest(row.channel, row.method, row.path, {}, row.key, row.sequence, user_id=row.user_id)
+        if self.typing and row.channel is Channel.MESSENGER and row.sequence == 0 and not row.was_unconfirmed:
+            for typing in adapter.render(OutboundMessage(row.channel, row.user_id, kind=OutboundKind.TYPING)):
+                await client.send(typing)  # best effort: the outcome does not matter
+        outcome = await client.send_body(request, row.body)
+        return self._result(row, outcome, self.clock.now())
+
+    def _result(self, row: OutboxRow, outcome: SendOutcome, now: datetime) -> SendResult:
+        attempts = row.attempts + 1
+        error = {
+            "attempts": attempts,
+            "error_action": outcome.action.value if outcome.action else None,
+            "error_code": outcome.code,
+            "error_subcode": outcome.subcode,
+            "error_message": outcome.message[:500] or None,
+            "trace_id": outcome.trace_id,
+        }
+        if outcome.kind is OutcomeKind.DELIVERED:
+            self.sent += 1
+            return SendResult(
+                row.id, SENT, {"attempts": attempts, "sent_at": now, "message_id": outcome.message_id, "error_action": None}
+            )
+        if outcome.kind is OutcomeKind.RETRY:
+            if attempts >= self.max_attempts:
+                return SendResult(row.id, FAILED, error)
+            delay = retry_delay_s(outcome, attempts - 1, base_s=self.backoff_base_s)
+            if outcome.action in _PAUSE_CHANNEL:
+                self.paused[row.channel] = max(self.paused.get(row.channel, 0.0), time.monotonic() + delay)
+            if outcome.action is ErrorAction.AMBIGUOUS:
+                # Maybe delivered: wait for the echo carrying the key before sending it again.
+                return SendResult(
+                    row.id, UNCONFIRMED, {**error, "next_attempt_at": now + timedelta(seconds=max(delay, self.echo_wait_s))}
+                )
+            return SendResult(row.id, PENDING, {**error, "next_attempt_at": now + timedelta(seconds=delay)})
+        # permanent
+        if outcome.action is ErrorAction.WINDOW_CLOSED:
+            return SendResult(row.id, HELD, error, note=_note_text(row.body))
+        if outcome.action in _CIRCUIT:
+            self.paused[row.channel] = time.monotonic() + self.circuit_s
+            log.error("%s: %s (code %s); sending paused for %.0f s", row.channel, outcome.action, outcome.code, self.circuit_s)
+        return SendResult(
+            row.id, FAILED, error, unreachable=outcome.action is ErrorAction.RECIPIENT_UNREACHABLE
+        )
+
+
+class InboxLoop:
+    """Claims conversations and hands them to the pipeline until stopped."""
+
+    def __init__(self, pipeline: ChannelPipeline, *, wake: threading.Event, poll_s: float = 0.05, owner: str | None = None) -> None:
+        self.pipeline = pipeline
+        self.wake = wake
+        self.poll_s = poll_s
+        self.owner = owner or new_owner_id("inbox")
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = self.poll_s
+        while not stop.is_set():
+            try:
+                handled = self.pipeline.run_once(self.owner)
+                backoff = self.poll_s
+            except Exception:
+                log.exception("inbox worker iteration failed; retrying")
+                handled = 0
+                backoff = min(backoff * 2, 5.0)
+            if handled == 0:
+                self.wake.wait(backoff)
+                self.wake.clear()
+
+
+class ChannelWorker:
+    """The inbox loop and the outbox sender, each in its own thread. ``start()`` / ``stop()``."""
+
+    def __init__(self, runtime: ChannelRuntime, pipeline: ChannelPipeline, sender: OutboxSender, *, poll_s: float = 0.05) -> None:
+        self.runtime = runtime
+        self.pipeline = pipeline
+        self.sender = sender
+        self.inbox_loop = InboxLoop(pipeline, wake=runtime.wake, poll_s=poll_s)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        runtime.senders.append(sender)
+        pipeline.on_queued = sender.wake
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self.inbox_loop.run, args=(self._stop,), name="amanah-inbox", daemon=True),
+            threading.Thread(target=self._run_sender, name="amanah-outbox", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run_sender(self) -> None:
+        try:
+            import uvloop
+
+            uvloop.run(self.sender.run(self._stop))
+        except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+            asyncio.run(self.sender.run(self._stop))
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self.runtime.wake.set()
+        self.sender.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.sender in self.runtime.senders:
+            self.runtime.senders.remove(self.sender)
+
+    def wait(self) -> None:
+        """Block until stopped (for ``amanah worker``)."""
+        while any(t.is_alive() for t in self._threads):
+            for thread in self._threads:
+                thread.join(0.5)
+
+
+def make_worker(container: Any, *, transport: httpx.AsyncBaseTransport | None = None) -> ChannelWorker:
+    """A :class:`ChannelWorker` for ``container`` (needs ``container.channels`` and ``container.guard``)."""
+    runtime: ChannelRuntime = container.channels
+    pipeline = make_pipeline(container)
+    # One INFO line per Graph call would flood the log (and cost throughput); failures are logged here.
+    logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").level, logging.WARNING))
+    settings: Settings = container.settings
+    sender = OutboxSender(
+        outbox=runtime.outbox,
+        adapters=runtime.adapters,
+        endpoints=runtime.endpoints,
+        clock=container.clock,
+        typing=settings.messenger_typing,
+        lease_s=settings.outbox_lease_s,
+        echo_wait_s=settings.outbox_echo_wait_s,
+        poll_s=settings.worker_poll_interval_s,
+        timeout_s=settings.graph_timeout_s,
+        max_inflight=settings.outbox_max_inflight,
+        transport=transport,
+    )
+    return ChannelWorker(runtime, pipeline, sender, poll_s=settings.worker_poll_interval_s)
+
+
+def make_pipeline(container: Any) -> ChannelPipeline:
+    runtime: ChannelRuntime = container.channels
+    guard = getattr(container, "guard", None)
+    if guard is None:
+        from amanah.domain.errors import ConfigurationError
+
+        raise ConfigurationError("no egress guard is configured: replies to third parties cannot be sent")
+    settings: Settings = container.settings
+    return ChannelPipeline(
+        adapters=runtime.adapters,
+        inbox=runtime.inbox,
+        outbox=runtime.outbox,
+        assistant=container.assistant,
+        guard=guard,
+        linking=getattr(container, "linking", None),
+        clock=container.clock,
+        lease_s=settings.worker_lease_s,
+        our_app_id=settings.messenger_app_id,
+        classifier=getattr(container.assistant, "classifier", None),
+    )
+
+
+__all__ = [
+    "DELIVERED",
+    "BodyGraphSender",
+    "ChannelRuntime",
+    "ChannelWorker",
+    "InboxLoop",
+    "OutboxSender",
+    "build_runtime",
+    "make_pipeline",
+    "make_worker",
+    "new_owner_id",
+]

@@ -1,0 +1,324 @@
+"""The durable webhook inbox and the per-conversation leases of the workers that drain it.
+
+Writing (the webhook's hot path): :meth:`SqlInbox.add_many` inserts every event of one or more
+webhook requests with one ``INSERT ... ON CONFLICT (channel, dedup_key) DO NOTHING`` and commits:
+duplicates are ignored, and the caller acknowledges only after the commit.
+
+Claiming (the workers): :meth:`SqlInbox.claim` picks conversations that have pending events and
+takes a lease on each in ``channel_threads`` (an upsert that succeeds only when the lease is free or
+expired). On PostgreSQL the candidate rows are read ``FOR UPDATE SKIP LOCKED`` so concurrent workers
+look at different rows, and the lease upserts run in a fixed order, so two workers never deadlock; on
+SQLite the claim is one ``BEGIN IMMEDIATE`` transaction. A conversation's events are then handled by
+the lease holder alone, in timestamp order. :meth:`SqlInbox.complete` marks an event done only while
+the lease is still held and the row still pending, inside the caller's transaction (the one that
+queues the reply), so a reply is queued exactly once even if a lease expired under a slow worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from amanah.adapters.channels.base import (
+    Attachment,
+    EventKind,
+    InboundEvent,
+    LinkingStatus,
+)
+from amanah.adapters.storage.db import write_engine
+from amanah.adapters.storage.schema_channels import channel_inbox, channel_threads
+from amanah.domain.conversation import Channel
+
+PENDING = "pending"
+DONE = "done"
+FAILED = "failed"
+
+
+def event_document(event: InboundEvent) -> dict[str, Any]:
+    """The normalized event as a compact JSON document (no raw platform payload is kept)."""
+    doc: dict[str, Any] = {
+        "kind": event.kind.value,
+        "account": event.account_id,
+        "mid": event.message_id,
+        "text": event.text,
+        "payload": event.payload,
+        "standby": event.standby or None,
+        "subtype": event.subtype,
+        "linking": event.linking_status.value if event.linking_status is not None else None,
+        "code": event.authorization_code,
+        "app": event.app_id,
+        "meta": event.metadata,
+        "ref": event.referral_ref,
+        "wm": event.watermark_ms,
+        "rel": list(event.related_ids) or None,
+        "err": event.error_code,
+        "att": [[a.type, a.url, a.media_id] for a in event.attachments] or None,
+    }
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def event_from_row(channel: str, user_id: str, dedup_key: str, timestamp_ms: int, doc: Mapping[str, Any]) -> InboundEvent:
+    """Rebuild the :class:`InboundEvent` stored by :func:`event_document`."""
+    linking = doc.get("linking")
+    return InboundEvent(
+        channel=Channel(channel),
+        kind=EventKind(doc.get("kind", EventKind.UNSUPPORTED.value)),
+        user_id=user_id,
+        account_id=str(doc.get("account", "")),
+        dedup_key=dedup_key,
+        timestamp_ms=int(timestamp_ms),
+        message_id=doc.get("mid"),
+        text=doc.get("text"),
+        payload=doc.get("payload"),
+        attachments=tuple(Attachment(t, u, m) for t, u, m in doc.get("att") or ()),
+        standby=bool(doc.get("standby", False)),
+        subtype=doc.get("subtype"),
+        linking_status=LinkingStatus(linking) if linking else None,
+        authorization_code=doc.get("code"),
+        app_id=doc.get("app"),
+        metadata=doc.get("meta"),
+        referral_ref=doc.get("ref"),
+        watermark_ms=doc.get("wm"),
+        related_ids=tuple(doc.get("rel") or ()),
+        error_code=doc.get("err"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One pending inbox row, claimed for processing."""
+
+    id: int
+    event: InboundEvent
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedConversation:
+    """A conversation leased to one worker, with its pending events in timestamp order."""
+
+    channel: Channel
+    user_id: str
+    items: tuple[InboxItem, ...]
+
+
+def _insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(channel_inbox).on_conflict_do_nothing(index_elements=["channel", "dedup_key"])
+    if dialect == "sqlite":
+        return sqlite.insert(channel_inbox).on_conflict_do_nothing(index_elements=["channel", "dedup_key"])
+    raise NotImplementedError(f"unsupported database {dialect!r}")  # pragma: no cover
+
+
+def _thread_upsert(dialect: str) -> Any:
+    return postgresql.insert(channel_threads) if dialect == "postgresql" else sqlite.insert(channel_threads)
+
+
+class SqlInbox:
+    """The ``channel_inbox`` table plus the conversation leases in ``channel_threads``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = write_engine(engine)
+        self._dialect = engine.dialect.name
+        self._insert = _insert(self._dialect)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # --- writing (webhook hot path) ----------------------------------------------------------------
+
+    @staticmethod
+    def rows_for(channel: Channel, events: Iterable[InboundEvent], received_at: datetime) -> list[dict[str, Any]]:
+        """Insert parameters for ``events`` (built in the request handler, outside any transaction)."""
+        return [
+            {
+                "channel": channel.value,
+                "dedup_key": e.dedup_key[:255],
+                "user_id": e.user_id[:200],
+                "kind": e.kind.value,
+                "timestamp_ms": e.timestamp_ms,
+                "event": event_document(e),
+                "status": PENDING,
+                "attempts": 0,
+                "received_at": received_at,
+            }
+            for e in events
+        ]
+
+    def add_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (from :meth:`rows_for`) in one transaction; duplicates are skipped."""
+        if not rows:
+            return
+        with self._writer.begin() as conn:
+            conn.execute(self._insert, list(rows))
+
+    def add(self, channel: Channel, events: Sequence[InboundEvent], received_at: datetime | None = None) -> None:
+        self.add_many(self.rows_for(channel, events, received_at or datetime.now(UTC)))
+
+    # --- claiming ----------------------------------------------------------------------------------
+
+    def claim(
+        self, owner: str, *, now: datetime, lease_s: float, conversations: int = 50, scan: int = 500
+    ) -> list[ClaimedConversation]:
+        """Lease up to ``conversations`` conversations with pending events; return their events."""
+        until = now + timedelta(seconds=lease_s)
+        with self._writer.begin() as conn:
+            stmt = (
+                select(channel_inbox.c.channel, channel_inbox.c.user_id)
+                .where(channel_inbox.c.status == PENDING)
+                .order_by(channel_inbox.c.id)
+                .limit(scan)
+            )
+            if self._dialect == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            seen: dict[tuple[str, str], None] = {}
+            for channel, user_id in conn.execute(stmt):
+                seen.setdefault((channel, user_id), None)
+                if len(seen) >= conversations:
+                    break
+            if not seen:
+                return []
+            leased = self._lease(conn, sorted(seen), owner, now, until)
+            if not leased:
+                return []
+            rows = conn.execute(
+                select(
+                    channel_inbox.c.id,
+                    channel_inbox.c.channel,
+                    channel_inbox.c.user_id,
+                    channel_inbox.c.dedup_key,
+                    channel_inbox.c.timestamp_ms,
+                    channel_inbox.c.event,
+                    channel_inbox.c.attempts,
+                )
+                .where(
+                    channel_inbox.c.status == PENDING,
+                    tuple_(channel_inbox.c.channel, channel_inbox.c.user_id).in_(leased),
+                )
+                .order_by(channel_inbox.c.timestamp_ms, channel_inbox.c.id)
+            ).all()
+        grouped: dict[tuple[str, str], list[InboxItem]] = {}
+        for r in rows:
+            event = event_from_row(r.channel, r.user_id, r.dedup_key, r.timestamp_ms, r.event or {})
+            grouped.setdefault((r.channel, r.user_id), []).append(InboxItem(r.id, event, r.attempts))
+        return [
+            ClaimedConversation(Channel(ch), user, tuple(items))
+            for (ch, user), items in sorted(grouped.items(), key=lambda kv: kv[1][0].id)
+        ]
+
+    def _lease(
+        self,
+        conn: Connection,
+        keys: Sequence[tuple[str, str]],
+        owner: str,
+        now: datetime,
+        until: datetime,
+    ) -> list[tuple[str, str]]:
+        ins = _thread_upsert(self._dialect)
+        values = [
+            {
+                "channel": ch,
+                "user_id": user,
+                "muted": False,
+                "lease_owner": owner,
+                "lease_until": until,
+                "updated_at": now,
+            }
+            for ch, user in keys
+        ]
+        t = channel_threads
+        stmt = (
+            ins.values(values)
+            .on_conflict_do_update(
+                index_elements=["channel", "user_id"],
+                set_={"lease_owner": owner, "lease_until": until},
+                where=or_(t.c.lease_owner.is_(None), t.c.lease_until < now, t.c.lease_owner == owner),
+            )
+            .returning(t.c.channel, t.c.user_id)
+        )
+        return [(r.channel, r.user_id) for r in conn.execute(stmt)]
+
+    def renew(self, conn: Connection, channel: Channel, user_id: str, owner: str, until: datetime) -> bool:
+        """Extend the lease in the caller's transaction; False if ``owner`` lost it."""
+        t = channel_threads
+        result = conn.execute(
+            update(t)
+            .where(t.c.channel == channel.value, t.c.user_id == user_id, t.c.lease_owner == owner)
+            .values(lease_until=until)
+        )
+        return result.rowcount == 1
+
+    def release(self, channel: Channel, user_id: str, owner: str) -> None:
+        t = channel_threads
+        with self._writer.begin() as conn:
+            conn.execute(
+                update(t)
+                .where(t.c.channel == channel.value, t.c.user_id == user_id, t.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    # --- completing --------------------------------------------------------------------------------
+
+    def complete(self, conn: Connection, inbox_id: int, outcome: str, now: datetime) -> bool:
+        """Mark a pending row done (clearing the stored event) in the caller's transaction.
+
+        False when the row is no longer pending (another worker finished it): roll back then.
+        """
+        result = conn.execute(
+            update(channel_inbox)
+            .where(channel_inbox.c.id == inbox_id, channel_inbox.c.status == PENDING)
+            .values(status=DONE, outcome=outcome[:32], processed_at=now, event=None)
+        )
+        return result.rowcount == 1
+
+    def record_failure(self, inbox_id: int, error: str, now: datetime, *, max_attempts: int) -> bool:
+        """Count a failed attempt; after ``max_attempts`` the row is ``failed``. True if it gave up."""
+        with self._writer.begin() as conn:
+            row = conn.execute(
+                select(channel_inbox.c.attempts).where(
+                    channel_inbox.c.id == inbox_id, channel_inbox.c.status == PENDING
+                )
+            ).first()
+            if row is None:
+                return False
+            attempts = int(row.attempts) + 1
+            give_up = attempts >= max_attempts
+            values: dict[str, Any] = {"attempts": attempts, "error": error[:500]}
+            if give_up:
+                values.update(status=FAILED, processed_at=now, outcome="error")
+            conn.execute(update(channel_inbox).where(channel_inbox.c.id == inbox_id).values(**values))
+            return give_up
+
+    # --- inspection --------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(channel_inbox.c.status, func.count()).group_by(channel_inbox.c.status)
+            ).all()
+        return {str(status): int(n) for status, n in rows}
+
+    def pending_count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(channel_inbox).where(channel_inbox.c.status == PENDING)
+                ).scalar_one()
+            )
+
+    def purge(self, before: datetime) -> int:
+        """Delete processed rows received before ``before`` (keep ≥ 7 days for WhatsApp dedup)."""
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                channel_inbox.delete().where(
+                    and_(channel_inbox.c.status != PENDING, channel_inbox.c.received_at < before)
+                )
+            )
+        return int(result.rowcount or 0)
