@@ -25,7 +25,9 @@ runner = CliRunner()
 
 
 def invoke(url: str, *args: str, **env: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args), env={"AMANAH_DATABASE_URL": url, "AMANAH_LOG_LEVEL": "WARNING", **env})
+    return runner.invoke(
+        app, list(args), env={"AMANAH_DATABASE_URL": url, "AMANAH_LOG_LEVEL": "WARNING", **env}
+    )
 
 
 @pytest.fixture
@@ -105,10 +107,19 @@ def test_report_shows_categories_per_platform(url: str) -> None:
     messenger, whatsapp = data["channels"]
     assert (messenger["channel"], messenger["messages"], whatsapp["messages"]) == ("messenger", 4, 1)
     (balance,) = messenger["withheld"]
-    assert (balance["category"], balance["treatment"], balance["count"]) == ("account.balance", "secure_link", 2)
-    assert (balance["first_at"], balance["last_at"]) == ("2026-03-10T12:00:00.000000Z", "2026-03-10T15:00:00.000000Z")
+    assert (balance["category"], balance["treatment"], balance["count"]) == (
+        "account.balance",
+        "secure_link",
+        2,
+    )
+    assert (balance["first_at"], balance["last_at"]) == (
+        "2026-03-10T12:00:00.000000Z",
+        "2026-03-10T15:00:00.000000Z",
+    )
     assert {u["category"] for u in messenger["received"]} == {"card.number", "card.status"}
-    only = json.loads(invoke(url, "audit", "report", "--customer", "layla", "--channel", "whatsapp", "--json").output)
+    only = json.loads(
+        invoke(url, "audit", "report", "--customer", "layla", "--channel", "whatsapp", "--json").output
+    )
     assert [c["channel"] for c in only["channels"]] == ["whatsapp"]
     table = invoke(url, "audit", "report", "--customer", "layla")
     assert table.exit_code == 0 and "account.balance" in table.output and "messenger" in table.output
@@ -130,11 +141,16 @@ def test_serve_stops_on_a_broken_agreement_without_traceback(tmp_path: Path) -> 
     shutil.copytree(PACKAGED, folder)
     path = folder / "whatsapp.toml"
     path.write_text(
-        path.read_text(encoding="utf-8").replace('purposes = ["service", "security"]', 'purposes = ["advertising"]'),
+        path.read_text(encoding="utf-8").replace(
+            'purposes = ["service", "security"]', 'purposes = ["advertising"]'
+        ),
         encoding="utf-8",
     )
     result = invoke(f"sqlite:///{tmp_path / 'x.db'}", "serve", AMANAH_AGREEMENTS_DIR=str(folder))
     assert result.exit_code == 2
     assert "cannot start: invalid data-sharing agreements" in result.output
-    assert 'whatsapp.toml: [categories."card.status"]: financial data may never serve advertising' in result.output
+    assert (
+        'whatsapp.toml: [categories."card.status"]: financial data may never serve advertising'
+        in result.output
+    )
     assert "Traceback" not in result.output

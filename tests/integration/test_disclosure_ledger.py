@@ -32,7 +32,10 @@ def disclosure(i: int, customer_id: int = 1, channel: Channel = Channel.MESSENGE
         channel=channel,
         customer_id=customer_id,
         user_id=f"psid-{customer_id}",
-        categories={DataCategory.PUBLIC: Treatment.ALLOW, DataCategory.ACCOUNT_BALANCE: Treatment.SECURE_LINK},
+        categories={
+            DataCategory.PUBLIC: Treatment.ALLOW,
+            DataCategory.ACCOUNT_BALANCE: Treatment.SECURE_LINK,
+        },
         agreement_id="meta-messenger",
         agreement_version="2026-11-01",
         body_sha256=f"{i:064x}",
@@ -63,7 +66,9 @@ def tampering(engine: Engine) -> Iterator[None]:
                 if postgres
                 else "BEGIN SELECT RAISE(ABORT, 'disclosures is append-only'); END"
             )
-            conn.execute(text(f"CREATE TRIGGER trg_disclosures_no_update BEFORE UPDATE ON disclosures {body}"))
+            conn.execute(
+                text(f"CREATE TRIGGER trg_disclosures_no_update BEFORE UPDATE ON disclosures {body}")
+            )
 
 
 def problems(ledger: SqlDisclosureLedger) -> set[tuple[ProblemKind, int]]:
@@ -172,7 +177,9 @@ def test_concurrent_appends_never_fork_the_chain(engine: Engine) -> None:
 def test_the_record_belongs_to_the_callers_transaction(engine: Engine) -> None:
     """guard.record() writes in the outbox's transaction: if that rolls back, no record remains."""
     ledger = SqlDisclosureLedger(engine)
-    guard = AgreementGuard(load_agreements(), InMemorySecureLinks(), ledger, "https://bank.example", FixedClock(T0))
+    guard = AgreementGuard(
+        load_agreements(), InMemorySecureLinks(), ledger, "https://bank.example", FixedClock(T0)
+    )
     reply = Reply((CardLine("Debit", CardNumberValue("4242", "Visa"), CardStatusValue(CardStatus.ACTIVE)),))
     prepared = guard.prepare(Channel.MESSENGER, 5, reply)
     with pytest.raises(RuntimeError), write_engine(engine).begin() as conn:
@@ -190,7 +197,10 @@ def test_report_reads_one_customers_records(ledger: SqlDisclosureLedger) -> None
     ledger.append(None, disclosure(7, customer_id=2))
     ledger.append(None, disclosure(8, customer_id=1, channel=Channel.WHATSAPP))
     report = ledger.report(1)
-    assert [(c.channel, c.messages) for c in report.channels] == [(Channel.MESSENGER, 6), (Channel.WHATSAPP, 1)]
+    assert [(c.channel, c.messages) for c in report.channels] == [
+        (Channel.MESSENGER, 6),
+        (Channel.WHATSAPP, 1),
+    ]
     (balance,) = report.channels[0].withheld
     assert (balance.category, balance.count) == (DataCategory.ACCOUNT_BALANCE, 6)
     assert balance.first_at == T0 + timedelta(minutes=1, microseconds=123_456)

@@ -24,14 +24,21 @@ from amanah.adapters.storage.schema_guard import secure_links
 from tests.conftest import BACKENDS, PgDatabase, TestDatabases, _database
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
-CONTENT = {"text": "• Current account (JO71 CBJO 0000 0000 0000 1234 5678 90): 1,200.000 JOD", "language": "en"}
+CONTENT = {
+    "text": "• Current account (JO71 CBJO 0000 0000 0000 1234 5678 90): 1,200.000 JOD",
+    "language": "en",
+}
 
 
 def _customer(engine: Engine, username: str) -> int:
     with engine.begin() as conn:
         result = conn.execute(
             customers.insert().values(
-                username=username, display_name=username.title(), language="en", password_hash="x", created_at=NOW
+                username=username,
+                display_name=username.title(),
+                language="en",
+                password_hash="x",
+                created_at=NOW,
             )
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -55,7 +62,9 @@ def store_and_customers(
 
 
 def mint(store: SecureLinkStore, customer_id: int, ttl_s: int = 600) -> str:
-    return store.mint(customer_id=customer_id, purpose=LinkPurpose.WITHHELD, content=CONTENT, now=NOW, ttl_s=ttl_s)
+    return store.mint(
+        customer_id=customer_id, purpose=LinkPurpose.WITHHELD, content=CONTENT, now=NOW, ttl_s=ttl_s
+    )
 
 
 def test_a_link_opens_once_for_its_customer(store_and_customers: tuple[SecureLinkStore, int, int]) -> None:
@@ -78,7 +87,9 @@ def test_an_expired_link_is_refused(store_and_customers: tuple[SecureLinkStore, 
     assert store.redeem(mint(store, alice), alice, NOW + timedelta(seconds=599)).ok
 
 
-def test_another_customer_cannot_open_it_nor_burn_it(store_and_customers: tuple[SecureLinkStore, int, int]) -> None:
+def test_another_customer_cannot_open_it_nor_burn_it(
+    store_and_customers: tuple[SecureLinkStore, int, int],
+) -> None:
     """A wrong customer is refused and the link stays usable by its owner."""
     store, alice, bob = store_and_customers
     token = mint(store, alice)
@@ -87,7 +98,9 @@ def test_another_customer_cannot_open_it_nor_burn_it(store_and_customers: tuple[
 
 
 @pytest.mark.parametrize("token", ["", "nope", "a" * 500, "../../etc", "تجربة"])
-def test_unknown_or_malformed_tokens_are_refused(store_and_customers: tuple[SecureLinkStore, int, int], token: str) -> None:
+def test_unknown_or_malformed_tokens_are_refused(
+    store_and_customers: tuple[SecureLinkStore, int, int], token: str
+) -> None:
     """Anything that is not a minted token is simply unknown."""
     store, alice, _ = store_and_customers
     mint(store, alice)

@@ -55,27 +55,39 @@ def test_the_shipped_agreements_load_with_the_documented_defaults() -> None:
         assert a.treatment(DataCategory.CREDENTIAL) is Treatment.DENY
         assert {"en", "ar"} <= set(a.consent)
     web = agreements[Channel.WEBCHAT]
-    assert all(
-        web.treatment(c).reveals for c in DataCategory if c is not DataCategory.CREDENTIAL
-    ), "the bank's own channel shows everything to the logged-in customer"
+    assert all(web.treatment(c).reveals for c in DataCategory if c is not DataCategory.CREDENTIAL), (
+        "the bank's own channel shows everything to the logged-in customer"
+    )
 
 
 def test_advertising_on_a_financial_category_is_refused(folder: Path) -> None:
     """Financial data may never serve advertising: the file and the category are named."""
-    edit(folder / "messenger.toml", r'(\[categories\."card\.status"\]\ntreatment = "allow"\npurposes = )\[.*\]', r'\1["service", "advertising"]')
+    edit(
+        folder / "messenger.toml",
+        r'(\[categories\."card\.status"\]\ntreatment = "allow"\npurposes = )\[.*\]',
+        r'\1["service", "advertising"]',
+    )
     message = refusal(folder)
     assert 'messenger.toml: [categories."card.status"]: financial data may never serve advertising' in message
 
 
 def test_a_missing_category_is_refused(folder: Path) -> None:
     """Every category must be stated: silence is not a treatment."""
-    edit(folder / "whatsapp.toml", r'\[categories\."transfer\.detail"\]\ntreatment = "secure_link"\npurposes = \[\]\n', "")
+    edit(
+        folder / "whatsapp.toml",
+        r'\[categories\."transfer\.detail"\]\ntreatment = "secure_link"\npurposes = \[\]\n',
+        "",
+    )
     assert "whatsapp.toml: no rule for categories transfer.detail" in refusal(folder)
 
 
 def test_mask_on_a_balance_is_refused(folder: Path) -> None:
     """A balance cannot be partly shown: 'mask' is only for identifiers, card numbers and names."""
-    edit(folder / "messenger.toml", r'(\[categories\."account\.balance"\]\ntreatment = )"secure_link"\npurposes = \[\]', r'\1"mask"' + '\npurposes = ["service"]')
+    edit(
+        folder / "messenger.toml",
+        r'(\[categories\."account\.balance"\]\ntreatment = )"secure_link"\npurposes = \[\]',
+        r'\1"mask"' + '\npurposes = ["service"]',
+    )
     assert "[categories.\"account.balance\"]: 'mask' is only defined for" in refusal(folder)
 
 
@@ -98,7 +110,11 @@ def test_credentials_must_be_denied(folder: Path) -> None:
 def test_every_problem_is_reported_at_once(folder: Path) -> None:
     """Two broken files give one error listing both problems."""
     edit(folder / "webchat.toml", r'(\[categories\."credential"\]\ntreatment = )"deny"', r'\1"allow"')
-    edit(folder / "messenger.toml", r'(\[categories\."account\.balance"\]\ntreatment = )"secure_link"', r'\1"shown"')
+    edit(
+        folder / "messenger.toml",
+        r'(\[categories\."account\.balance"\]\ntreatment = )"secure_link"',
+        r'\1"shown"',
+    )
     message = refusal(folder)
     assert "webchat.toml" in message and "messenger.toml" in message
     assert message.startswith("invalid data-sharing agreements:")
@@ -118,7 +134,11 @@ def test_unreadable_toml_is_refused(folder: Path) -> None:
 
 def test_build_stops_on_a_broken_agreement_with_a_clear_message(folder: Path, tmp_path: Path) -> None:
     """Start-up (build) raises ConfigurationError naming the file and the rule, before serving anything."""
-    edit(folder / "messenger.toml", r'(\[categories\."account\.balance"\]\ntreatment = )"secure_link"', r'\1"mask"')
+    edit(
+        folder / "messenger.toml",
+        r'(\[categories\."account\.balance"\]\ntreatment = )"secure_link"',
+        r'\1"mask"',
+    )
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", agreements_dir=folder)
     with pytest.raises(ConfigurationError, match=r"messenger\.toml: \[categories\.\"account\.balance\"\]"):
         build(settings)

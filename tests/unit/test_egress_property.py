@@ -178,7 +178,12 @@ def block_for(v: Value) -> st.SearchStrategy[Block]:
     if isinstance(v, TransactionValue):
         return st.just(TransactionLine(v))
     if isinstance(v, CardNumberValue):
-        return st.builds(CardLine, st.just("Debit"), st.just(v), st.builds(CardStatusValue, st.sampled_from(list(CardStatus))))
+        return st.builds(
+            CardLine,
+            st.just("Debit"),
+            st.just(v),
+            st.builds(CardStatusValue, st.sampled_from(list(CardStatus))),
+        )
     if isinstance(v, CustomerNameValue):
         return st.just(Say("greeting", {"name": v}))
     return st.just(Say("spending_line", {"label": "groceries", "spending": v}))
@@ -279,7 +284,13 @@ def leaves(value: Any) -> Iterator[str]:
             yield from leaves(v)
 
 
-def payload(channel: Channel, texts: tuple[str, ...], quick: tuple[QuickReply, ...], buttons: tuple[LinkButton, ...], lang: str) -> list[str]:
+def payload(
+    channel: Channel,
+    texts: tuple[str, ...],
+    quick: tuple[QuickReply, ...],
+    buttons: tuple[LinkButton, ...],
+    lang: str,
+) -> list[str]:
     outbound = OutboundMessage(channel, USER, texts, quick, buttons, key="k", language=lang)
     adapter = MESSENGER if channel is Channel.MESSENGER else WHATSAPP
     return [leaf for request in adapter.render(outbound) for leaf in leaves(dict(request.body))]

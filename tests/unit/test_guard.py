@@ -59,7 +59,9 @@ def balance_reply(language: str = "en") -> Reply:
 
 
 def tx_reply() -> Reply:
-    tx = TransactionValue(date(2026, 11, 3), "Carrefour City Mall", Money(-45_250, Currency.JOD), TransactionStatus.BOOKED)
+    tx = TransactionValue(
+        date(2026, 11, 3), "Carrefour City Mall", Money(-45_250, Currency.JOD), TransactionStatus.BOOKED
+    )
     return Reply((Say("tx_intro", {"count": 1}), TransactionLine(tx)))
 
 
@@ -115,7 +117,10 @@ def test_the_secure_link_is_bound_to_the_customer_and_the_full_rendering(guard: 
 
 def test_tokens_are_long_random_and_distinct(guard: AgreementGuard) -> None:
     """Each link carries a fresh URL-safe token of at least 128 bits."""
-    tokens = {token_of(guard.prepare(Channel.MESSENGER, CUSTOMER, tx_reply()).rendered.buttons[0].url) for _ in range(20)}
+    tokens = {
+        token_of(guard.prepare(Channel.MESSENGER, CUSTOMER, tx_reply()).rendered.buttons[0].url)
+        for _ in range(20)
+    }
     assert len(tokens) == 20
     assert all(len(t) * 6 >= 128 for t in tokens)
 
@@ -219,7 +224,9 @@ def test_a_card_number_in_free_text_keeps_only_its_last_four(guard: AgreementGua
 
 def test_credentials_in_free_text_are_denied_without_link(guard: AgreementGuard) -> None:
     """A PIN written in free text never leaves, and no link offers it."""
-    prepared = guard.prepare(Channel.WHATSAPP, CUSTOMER, Reply((FreeText("Your PIN is 4821.", origin="agent"),)))
+    prepared = guard.prepare(
+        Channel.WHATSAPP, CUSTOMER, Reply((FreeText("Your PIN is 4821.", origin="agent"),))
+    )
     assert "4821" not in prepared.rendered.text
     assert prepared.treatments[DataCategory.CREDENTIAL] is Treatment.DENY
     assert prepared.rendered.buttons == ()
@@ -257,10 +264,20 @@ def test_record_appends_one_chained_disclosure(guard: AgreementGuard) -> None:
     prepared = guard.prepare(Channel.MESSENGER, CUSTOMER, balance_reply())
     body = b'{"recipient":{"id":"psid"},"message":{"text":"..."}}'
     guard.record(None, prepared=prepared, user_id="psid", body=body, at=NOW)
-    guard.record(None, prepared=guard.prepare(Channel.MESSENGER, CUSTOMER, card_reply()), user_id="psid", body=b"x", at=NOW)
+    guard.record(
+        None,
+        prepared=guard.prepare(Channel.MESSENGER, CUSTOMER, card_reply()),
+        user_id="psid",
+        body=b"x",
+        at=NOW,
+    )
     first, second = guard.ledger.records()
     assert first.body_sha256 == hashlib.sha256(body).hexdigest()
-    assert first.categories == {"public": "allow", "account.balance": "secure_link", "account.identifier": "secure_link"}
+    assert first.categories == {
+        "public": "allow",
+        "account.balance": "secure_link",
+        "account.identifier": "secure_link",
+    }
     assert (first.channel, first.customer_id, first.user_id) == ("messenger", CUSTOMER, "psid")
     assert (first.agreement_id, first.agreement_version) == ("meta-messenger", "2026-11-01")
     assert second.prev_hash == first.hash

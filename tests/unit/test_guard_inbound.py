@@ -34,7 +34,9 @@ def send(container: Container, channel: Channel, user_id: str, text: str, custom
 
 
 @pytest.mark.parametrize("channel", [Channel.MESSENGER, Channel.WHATSAPP])
-def test_a_typed_card_number_is_warned_redacted_and_freeze_offered(container: Container, channel: Channel) -> None:
+def test_a_typed_card_number_is_warned_redacted_and_freeze_offered(
+    container: Container, channel: Channel
+) -> None:
     """The full number is never stored nor echoed; the reply offers to freeze the card by its last 4."""
     layla = container.core.customer_by_username("layla")
     user = f"{channel.value}-pan-{id(container)}"
@@ -67,7 +69,9 @@ def test_an_unlinked_platform_user_typing_a_card_number_gets_the_warning_only(co
 def test_privacy_report_on_messenger_answers_with_a_secure_link(container: Container) -> None:
     """'What does Messenger know about me?' mints a report link bound to the customer, nothing else."""
     omar = container.core.customer_by_username("omar")
-    reply, prepared = send(container, Channel.MESSENGER, "omar-privacy", "what does Messenger know about me?", omar.id)
+    reply, prepared = send(
+        container, Channel.MESSENGER, "omar-privacy", "what does Messenger know about me?", omar.id
+    )
     assert isinstance(reply.blocks[0], FreeText)
     (button,) = prepared.rendered.buttons
     assert button.url.startswith(f"{container.settings.base_url}/secure/")
@@ -82,7 +86,9 @@ def test_privacy_report_on_messenger_answers_with_a_secure_link(container: Conta
 def test_privacy_report_on_the_web_chat_links_to_the_report_page(container: Container) -> None:
     """On the bank's own chat the report page is linked directly (the customer is logged in there)."""
     sara = container.core.customer_by_username("sara")
-    _, prepared = send(container, Channel.WEBCHAT, "web-sara", "what data have you shared with WhatsApp", sara.id)
+    _, prepared = send(
+        container, Channel.WEBCHAT, "web-sara", "what data have you shared with WhatsApp", sara.id
+    )
     (button,) = prepared.rendered.buttons
     assert button.url == f"{container.settings.base_url}/privacy?channel=whatsapp"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from amanah.adapters.privacy.ledger import (
     Disclosure,
     InMemoryDisclosureLedger,
     LedgerRecord,
+    Problem,
     ProblemKind,
     verify_chain,
 )
@@ -20,10 +22,17 @@ from amanah.domain.categories import DataCategory, Treatment
 from amanah.domain.conversation import Channel
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
-P, B, S, M = DataCategory.PUBLIC, DataCategory.ACCOUNT_BALANCE, DataCategory.CARD_STATUS, DataCategory.CARD_NUMBER
+P, B, S, M = (
+    DataCategory.PUBLIC,
+    DataCategory.ACCOUNT_BALANCE,
+    DataCategory.CARD_STATUS,
+    DataCategory.CARD_NUMBER,
+)
 
 
-def disclosure(i: int, channel: Channel = Channel.MESSENGER, customer: int | None = 1, **cats: Treatment) -> Disclosure:
+def disclosure(
+    i: int, channel: Channel = Channel.MESSENGER, customer: int | None = 1, **cats: Treatment
+) -> Disclosure:
     categories = {P: Treatment.ALLOW, **{DataCategory(k.replace("_", ".")): v for k, v in cats.items()}}
     return Disclosure(
         at=T0 + timedelta(minutes=i),
@@ -45,7 +54,7 @@ def ledger() -> InMemoryDisclosureLedger:
     return ledger
 
 
-def kinds(problems: list) -> set[tuple[ProblemKind, int]]:  # type: ignore[type-arg]
+def kinds(problems: list[Problem]) -> set[tuple[ProblemKind, int]]:
     return {(p.kind, p.seq) for p in problems}
 
 
@@ -59,7 +68,7 @@ def test_an_untouched_chain_verifies(ledger: InMemoryDisclosureLedger) -> None:
     rows = ledger.records()
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     assert ledger.verify() == []
     assert verify_chain([]) == []
 
@@ -106,7 +115,12 @@ def test_an_inserted_record_is_named(ledger: InMemoryDisclosureLedger) -> None:
 def test_reordered_records_are_named(ledger: InMemoryDisclosureLedger) -> None:
     """Swapping the positions of #3 and #4 is reported as those two being out of order."""
     rows = ledger.records()
-    ledger.rows = [*rows[:2], dataclasses.replace(rows[3], seq=3), dataclasses.replace(rows[2], seq=4), *rows[4:]]
+    ledger.rows = [
+        *rows[:2],
+        dataclasses.replace(rows[3], seq=3),
+        dataclasses.replace(rows[2], seq=4),
+        *rows[4:],
+    ]
     assert kinds(ledger.verify()) == {(ProblemKind.REORDERED, 3), (ProblemKind.REORDERED, 4)}
 
 
@@ -141,7 +155,7 @@ def test_malformed_anchors_are_refused(text: str) -> None:
         Anchor.parse(text)
 
 
-def test_report_counts_categories_per_platform_with_first_and_last(ledger: InMemoryDisclosureLedger) -> None:
+def test_report_counts_categories_per_platform_with_first_and_last() -> None:
     """The report groups one customer's records per channel and category/treatment, with times."""
     fresh = InMemoryDisclosureLedger()
     fresh.append(None, disclosure(1, card_status=Treatment.ALLOW, card_number=Treatment.MASK))
@@ -153,8 +167,15 @@ def test_report_counts_categories_per_platform_with_first_and_last(ledger: InMem
     messenger, whatsapp = report.channels
     assert (messenger.channel, messenger.messages, whatsapp.messages) == (Channel.MESSENGER, 3, 1)
     status = next(u for u in messenger.received if u.category is S)
-    assert (status.count, status.first_at, status.last_at) == (2, T0 + timedelta(minutes=1), T0 + timedelta(minutes=3))
-    assert [(u.category, u.treatment) for u in messenger.received] == [(M, Treatment.MASK), (S, Treatment.ALLOW)]
+    assert (status.count, status.first_at, status.last_at) == (
+        2,
+        T0 + timedelta(minutes=1),
+        T0 + timedelta(minutes=3),
+    )
+    assert [(u.category, u.treatment) for u in messenger.received] == [
+        (M, Treatment.MASK),
+        (S, Treatment.ALLOW),
+    ]
     assert [(u.category, u.treatment) for u in messenger.withheld] == [(B, Treatment.SECURE_LINK)]
     assert messenger.agreements == ("meta-messenger@2026-11-01",)
     only = fresh.report(1, Channel.WHATSAPP)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,15 @@ class Linking(Protocol):
 
 class Handles(Protocol):
     def handle(self, msg: InboundMessage) -> Reply: ...
+
+
+@dataclass
+class _Thread:
+    """What the lease holder knows about the conversation while it handles its events."""
+
+    muted: bool
+    renewed_at: float  # monotonic time of the last lease renewal
+    customer: tuple[int | None] | None = None  # the resolved binding, until a linking event
 
 
 class LeaseLost(Exception):
@@ -198,10 +208,11 @@ class ChannelPipeline:
     def process(self, conv: ClaimedConversation, owner: str) -> int:
         """Handle a leased conversation's events in order; stops at the first failure."""
         handled = 0
+        thread = _Thread(conv.muted, time.monotonic())
         try:
             for item in conv.items:
                 try:
-                    self.handle(item, owner)
+                    self.handle(item, owner, thread)
                 except LeaseLost:
                     log.info("lease lost on a %s conversation; another worker continues", conv.channel)
                     return handled
@@ -221,23 +232,35 @@ class ChannelPipeline:
 
     # --- one event ----------------------------------------------------------------------------------
 
-    def handle(self, item: InboxItem, owner: str) -> str:
+    def handle(self, item: InboxItem, owner: str, thread: _Thread | None = None) -> str:
         """Handle one event; returns the outcome stored on the inbox row."""
         event = item.event
+        if thread is None:
+            thread = _Thread(self._muted(event.channel, event.user_id), 0.0)
         if event.is_user_message:
-            return self._user_message(item, owner)
+            return self._user_message(item, owner, thread)
         now = self.clock.now()
         with self.outbox.writer.begin() as conn:
             outcome = self._state_event(conn, event, now)
-            self._complete(conn, item, owner, outcome, now)
+            self._complete(conn, item, owner, outcome, now, thread)
+        if event.kind is EventKind.ACCOUNT_LINKING:
+            thread.customer = None  # resolve the binding again for the next message
+        if outcome == "human_takeover":
+            thread.muted = True
+        elif outcome == "control_returned":
+            thread.muted = False
         return outcome
 
-    def _complete(self, conn: Any, item: InboxItem, owner: str, outcome: str, now: datetime) -> None:
+    def _complete(self, conn: Any, item: InboxItem, owner: str, outcome: str, now: datetime, thread: _Thread) -> None:
+        """Mark the row done; renew the lease when a third of it has passed (False: someone took over)."""
         event = item.event
         if not self.inbox.complete(conn, item.id, outcome, now):
             raise LeaseLost
-        if not self.inbox.renew(conn, event.channel, event.user_id, owner, now + timedelta(seconds=self.lease_s)):
-            raise LeaseLost
+        if time.monotonic() - thread.renewed_at > self.lease_s / 3:
+            until = now + timedelta(seconds=self.lease_s)
+            if not self.inbox.renew(conn, event.channel, event.user_id, owner, until):
+                raise LeaseLost
+            thread.renewed_at = time.monotonic()
 
     def _state_event(self, conn: Any, event: InboundEvent, now: datetime) -> str:
         ch, user = event.channel, event.user_id
@@ -300,18 +323,20 @@ class ChannelPipeline:
         self.linking.unlink(event.channel, event.user_id, WithdrawalMethod.PLATFORM)
         return "unlinked"
 
-    def _user_message(self, item: InboxItem, owner: str) -> str:
+    def _user_message(self, item: InboxItem, owner: str, thread: _Thread) -> str:
         event = item.event
         ch, user = event.channel, event.user_id
         at = _event_time(event, self.clock.now())
-        if event.standby or self._muted(ch, user):
+        if event.standby or thread.muted:
             now = self.clock.now()
             with self.outbox.writer.begin() as conn:
                 self.outbox.user_message(conn, ch, user, at, now)
                 outcome = "standby" if event.standby else "muted"
-                self._complete(conn, item, owner, outcome, now)
+                self._complete(conn, item, owner, outcome, now, thread)
             return outcome
-        customer_id = self.linking.customer_for(ch, user) if self.linking is not None else None
+        if thread.customer is None:
+            thread.customer = (self.linking.customer_for(ch, user) if self.linking is not None else None,)
+        customer_id = thread.customer[0]
         msg = InboundMessage(ch, user, event.text or "", customer_id=customer_id, payload=event.payload)
         try:
             reply = self.assistant.handle(msg)
@@ -321,7 +346,7 @@ class ChannelPipeline:
         calls = self._calls(item, prepared)
         now = self.clock.now()
         with self.outbox.writer.begin() as conn:
-            self._complete(conn, item, owner, "replied", now)
+            self._complete(conn, item, owner, "replied", now, thread)
             self.outbox.user_message(conn, ch, user, at, now)
             inserted = self.outbox.enqueue(conn, calls, now)
             for call in calls:

@@ -52,7 +52,7 @@ from amanah.adapters.channels.pipeline import ChannelPipeline
 from amanah.adapters.channels.policy import MAX_ATTEMPTS, retry_delay_s, send_decision
 from amanah.adapters.channels.sender import GraphEndpoint, GraphSender, endpoints_from_settings
 from amanah.adapters.channels.whatsapp import WhatsAppAdapter
-from amanah.adapters.storage.sql_inbox import SqlInbox
+from amanah.adapters.storage.sql_inbox import SqlInbox, serialize_sqlite_writes
 from amanah.adapters.storage.sql_outbox import (
     DELIVERED,
     FAILED,
@@ -116,6 +116,7 @@ def build_runtime(settings: Settings, engine: Any) -> ChannelRuntime:
         Channel.MESSENGER: MessengerAdapter.from_settings(settings),
         Channel.WHATSAPP: WhatsAppAdapter.from_settings(settings),
     }
+    serialize_sqlite_writes(engine)
     return ChannelRuntime(
         settings=settings,
         adapters=adapters,

@@ -1,1 +1,1 @@
-"""Privacy adapters: sensitive-data detectors, the inbound redactor and (later) the egress guard."""
+"""Privacy adapters: agreements, detectors, the inbound screen, the egress guard, secure links, the ledger."""

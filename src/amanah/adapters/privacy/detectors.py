@@ -11,18 +11,26 @@ How it works, in one pass per message:
    one-to-one replacements (no-break spaces, Unicode dashes, full-width digits). Every replacement
    maps one character to one character, so an offset in the copy *is* an offset in the original:
    findings slice their ``value`` from the original text.
-2. Detectors run from the most to the least specific; each claims its span, and later detectors
-   skip claimed spans: e-mail, IBAN (ISO 7064 mod-97 + registry length/structure, ``stdnum.iban``),
-   card (IIN ranges + Luhn, ``stdnum.luhn``), credential values, amounts (currency anchored),
-   dates/times/percentages (claimed *without* a finding so they cannot become phones or accounts),
-   account numbers (context words), SWIFT/BIC (``stdnum.bic`` + context), phones last
-   (``phonenumbers`` + Saudi mobile patterns + context).
-3. Context is the nearest keyword *before* a number (card / account / routing / phone / reference
-   words in English and Arabic). Reference, order, tracking and complaint numbers are vetoed, which
-   is what keeps order ids and reference numbers from being flagged as phones or accounts.
+2. One keyword scan (English words, Arabic stems) gives the context hits, currency words and
+   prefilter flags used below.
+3. Detectors run from the most to the least specific; each claims its span, and later detectors
+   skip claimed spans: e-mail; IBAN (registry length and BBAN structure from python-stdnum's copy
+   of the SWIFT registry, ISO 7064 mod 97 -- the same verdict as
+   ``stdnum.iban.is_valid(check_country=False)``, checked by the tests); card (issuer ranges + Luhn
+   via ``stdnum.luhn``); credential values; amounts (anchored on a currency symbol, code or word);
+   account numbers (context words); SWIFT/BIC (``stdnum.bic`` + context); phones last
+   (``phonenumbers`` + Saudi mobile patterns + context). Dates and times are rejected where they
+   could pass for an account or phone number.
+4. Context is the nearest keyword *before* a number (card / account / routing / phone / reference
+   words in English and Arabic). A number introduced as a reference, order, tracking or complaint
+   number ("ref 2377154099", "رقم الشكوى ...") is not taken for a phone, and code-like tokens
+   ("CMP-2038-586704", "1Z5776840967") are never split into numbers.
 
-Regexes are precompiled and every detector has a cheap prefilter, so a typical 60-character message
-costs a few tens of microseconds (see docs/BENCHMARKS.md, "Guard detectors").
+Regexes are precompiled, keyword lists are compiled to character tries, and every detector has a
+cheap prefilter, so a typical 55-character message costs a few tens of microseconds (see
+docs/BENCHMARKS.md, "Guard detectors"). The cost grows faster than linearly with the number of
+findings in one text: it is meant for chat messages (``AMANAH_MAX_MESSAGE_CHARS``, 2,000 by
+default), not whole documents.
 
 Phone numbers are validated with ``phonenumbers.parse`` + ``is_valid_number`` on candidate spans
 found by a regex, trying the regions SA, AE, JO, GB, US, EG; running ``PhoneNumberMatcher`` over
@@ -63,6 +71,7 @@ __all__ = [
     "contains_credential",
     "detect",
     "fold",
+    "placeholder",
     "redact",
 ]
 
@@ -120,7 +129,10 @@ class Finding:
 _EXTRA_FOLD = {ord(c): " " for c in "\u00a0\u2007\u2009\u202f\u200e\u200f\u061c\u2066\u2067\u2068\u2069"}
 _EXTRA_FOLD.update({ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"})
 _EXTRA_FOLD.update({0xFF10 + i: str(i) for i in range(10)})  # full-width digits
-_NEEDS_DIGITS = re.compile("[\u0660-\u0669\u066b\u066c\u06f0-\u06f9]")
+# Characters to_ascii_digits() rewrites (derived from it, so the prefilter follows text.py).
+_NEEDS_DIGITS = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(0x80, 0x3000) if to_ascii_digits(chr(c)) != chr(c)) + "]"
+)
 _NEEDS_EXTRA = re.compile("[" + "".join(chr(c) for c in _EXTRA_FOLD) + "]")
 
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, tuple_, update
+import threading
+
+from sqlalchemy import Connection, Engine, and_, bindparam, event, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from amanah.adapters.channels.base import (
@@ -105,6 +107,40 @@ class ClaimedConversation:
     channel: Channel
     user_id: str
     items: tuple[InboxItem, ...]
+    muted: bool = False  # a human took over the thread: record, do not answer
+
+
+_SERIALIZED: set[int] = set()
+
+
+def serialize_sqlite_writes(engine: Engine) -> None:
+    """Make this process's threads queue for SQLite's write lock in Python, not in SQLite.
+
+    Several threads share the database in one process (the webhook's inbox writer, the inbox worker,
+    the outbox sender, the assistant's and the ledger's writes). SQLite makes a writer that finds the
+    lock taken sleep (1, 2, 5, ... 100 ms) and retry, with no fairness: under load a writer can starve
+    for seconds. Here a ``BEGIN IMMEDIATE`` first takes a process-wide lock, released when the
+    connection goes back to the pool (after its commit or rollback), so writers take turns at once.
+    Other processes still meet SQLite's own busy handling. No-op on PostgreSQL; idempotent.
+    """
+    if engine.dialect.name != "sqlite" or id(engine) in _SERIALIZED:
+        return
+    _SERIALIZED.add(id(engine))
+    lock = threading.RLock()
+
+    def take(conn: Connection) -> None:
+        if conn.get_execution_options().get("amanah_sqlite_begin") == "immediate":
+            info = conn.connection.info
+            if not info.get("amanah_write_lock"):
+                lock.acquire()
+                info["amanah_write_lock"] = True
+
+    def give(dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop("amanah_write_lock", False):
+            lock.release()
+
+    event.listen(engine, "begin", take, insert=True)
+    event.listen(engine.pool, "checkin", give)
 
 
 def _insert(dialect: str) -> Any:
@@ -127,6 +163,17 @@ class SqlInbox:
         self._writer = write_engine(engine)
         self._dialect = engine.dialect.name
         self._insert = _insert(self._dialect)
+        i, t = channel_inbox, channel_threads
+        self._complete = (
+            update(i)
+            .where(i.c.id == bindparam("iid"), i.c.status == PENDING)
+            .values(status=DONE, outcome=bindparam("outcome"), processed_at=bindparam("now"), event=None)
+        )
+        self._renew = (
+            update(t)
+            .where(t.c.channel == bindparam("ch"), t.c.user_id == bindparam("user"), t.c.lease_owner == bindparam("owner"))
+            .values(lease_until=bindparam("until"))
+        )
 
     @property
     def engine(self) -> Engine:
@@ -185,9 +232,11 @@ class SqlInbox:
                     break
             if not seen:
                 return []
-            leased = self._lease(conn, sorted(seen), owner, now, until)
-            if not leased:
+            leased_rows = self._lease(conn, sorted(seen), owner, now, until)
+            if not leased_rows:
                 return []
+            leased = [(ch, user) for ch, user, _muted in leased_rows]
+            muted = {(ch, user): m for ch, user, m in leased_rows}
             rows = conn.execute(
                 select(
                     channel_inbox.c.id,
@@ -209,7 +258,7 @@ class SqlInbox:
             event = event_from_row(r.channel, r.user_id, r.dedup_key, r.timestamp_ms, r.event or {})
             grouped.setdefault((r.channel, r.user_id), []).append(InboxItem(r.id, event, r.attempts))
         return [
-            ClaimedConversation(Channel(ch), user, tuple(items))
+            ClaimedConversation(Channel(ch), user, tuple(items), muted=bool(muted.get((ch, user))))
             for (ch, user), items in sorted(grouped.items(), key=lambda kv: kv[1][0].id)
         ]
 
@@ -220,7 +269,7 @@ class SqlInbox:
         owner: str,
         now: datetime,
         until: datetime,
-    ) -> list[tuple[str, str]]:
+    ) -> list[tuple[str, str, bool]]:
         ins = _thread_upsert(self._dialect)
         values = [
             {
@@ -241,18 +290,13 @@ class SqlInbox:
                 set_={"lease_owner": owner, "lease_until": until},
                 where=or_(t.c.lease_owner.is_(None), t.c.lease_until < now, t.c.lease_owner == owner),
             )
-            .returning(t.c.channel, t.c.user_id)
+            .returning(t.c.channel, t.c.user_id, t.c.muted)
         )
-        return [(r.channel, r.user_id) for r in conn.execute(stmt)]
+        return [(r.channel, r.user_id, bool(r.muted)) for r in conn.execute(stmt)]
 
     def renew(self, conn: Connection, channel: Channel, user_id: str, owner: str, until: datetime) -> bool:
         """Extend the lease in the caller's transaction; False if ``owner`` lost it."""
-        t = channel_threads
-        result = conn.execute(
-            update(t)
-            .where(t.c.channel == channel.value, t.c.user_id == user_id, t.c.lease_owner == owner)
-            .values(lease_until=until)
-        )
+        result = conn.execute(self._renew, {"ch": channel.value, "user": user_id, "owner": owner, "until": until})
         return result.rowcount == 1
 
     def release(self, channel: Channel, user_id: str, owner: str) -> None:
@@ -271,11 +315,7 @@ class SqlInbox:
 
         False when the row is no longer pending (another worker finished it): roll back then.
         """
-        result = conn.execute(
-            update(channel_inbox)
-            .where(channel_inbox.c.id == inbox_id, channel_inbox.c.status == PENDING)
-            .values(status=DONE, outcome=outcome[:32], processed_at=now, event=None)
-        )
+        result = conn.execute(self._complete, {"iid": inbox_id, "outcome": outcome[:32], "now": now})
         return result.rowcount == 1
 
     def record_failure(self, inbox_id: int, error: str, now: datetime, *, max_attempts: int) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from amanah.adapters.storage.db import write_engine
@@ -95,6 +95,46 @@ class SqlOutbox:
         self._engine = engine
         self._writer = write_engine(engine)
         self._dialect = engine.dialect.name
+        # Statements of the per-event path, built once (building one costs more than running it).
+        o, t = channel_outbox, channel_threads
+        ins = _upsert(self._dialect, channel_outbox)
+        self._enqueue = ins.on_conflict_do_nothing(index_elements=["key"]).returning(o.c.key)
+        thread = _upsert(self._dialect, t)
+        self._touch = thread.values(
+            channel=bindparam("ch"),
+            user_id=bindparam("user"),
+            last_user_message_at=bindparam("at"),
+            muted=False,
+            updated_at=bindparam("now"),
+        ).on_conflict_do_update(
+            index_elements=["channel", "user_id"],
+            set_={
+                "last_user_message_at": func.coalesce(
+                    _greatest(self._dialect, t.c.last_user_message_at, thread.excluded.last_user_message_at),
+                    thread.excluded.last_user_message_at,
+                ),
+                "unreachable_at": None,
+                "updated_at": thread.excluded.updated_at,
+            },
+        )
+        self._release_held = (
+            update(o)
+            .where(o.c.channel == bindparam("ch"), o.c.user_id == bindparam("user"), o.c.status == HELD)
+            .values(status=PENDING, next_attempt_at=bindparam("now"))
+        )
+        self._mark_sent = (
+            update(o)
+            .where(o.c.id == bindparam("rid"), o.c.status == SENDING, o.c.lease_owner == bindparam("owner"))
+            .values(
+                status=SENT,
+                attempts=bindparam("attempts"),
+                sent_at=bindparam("sent_at"),
+                message_id=bindparam("message_id"),
+                error_action=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
 
     @property
     def engine(self) -> Engine:
@@ -111,59 +151,34 @@ class SqlOutbox:
         """Insert ``calls``; returns the keys actually inserted (an existing key is skipped)."""
         if not calls:
             return set()
-        ins = _upsert(self._dialect, channel_outbox)
-        stmt = (
-            ins.values(
-                [
-                    {
-                        "key": c.key,
-                        "inbox_id": c.inbox_id,
-                        "channel": c.channel.value,
-                        "user_id": c.user_id,
-                        "sequence": c.sequence,
-                        "method": c.method,
-                        "path": c.path,
-                        "body": c.body,
-                        "status": PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
-                    for c in calls
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(channel_outbox.c.key)
-        )
-        return {r.key for r in conn.execute(stmt)}
+        params = [
+            {
+                "key": c.key,
+                "inbox_id": c.inbox_id,
+                "channel": c.channel.value,
+                "user_id": c.user_id,
+                "sequence": c.sequence,
+                "method": c.method,
+                "path": c.path,
+                "body": c.body,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for c in calls
+        ]
+        if len(params) == 1:
+            return {r.key for r in conn.execute(self._enqueue, params[0])}
+        return {r.key for r in conn.execute(self._enqueue, params)}
 
     def user_message(self, conn: Connection, channel: Channel, user_id: str, at: datetime, now: datetime) -> int:
         """The user wrote at ``at``: move the window and release this thread's held rows.
 
         Returns how many held rows were released (they are sent before any newer reply).
         """
-        t = channel_threads
-        ins = _upsert(self._dialect, t)
-        stmt = ins.values(
-            channel=channel.value, user_id=user_id, last_user_message_at=at, muted=False, updated_at=now
-        ).on_conflict_do_update(
-            index_elements=["channel", "user_id"],
-            set_={
-                "last_user_message_at": func.coalesce(
-                    _greatest(self._dialect, t.c.last_user_message_at, ins.excluded.last_user_message_at),
-                    ins.excluded.last_user_message_at,
-                ),
-                "unreachable_at": None,
-                "updated_at": now,
-            },
-        )
-        conn.execute(stmt)
-        o = channel_outbox
-        released = conn.execute(
-            update(o)
-            .where(o.c.channel == channel.value, o.c.user_id == user_id, o.c.status == HELD)
-            .values(status=PENDING, next_attempt_at=now)
-        )
+        conn.execute(self._touch, {"ch": channel.value, "user": user_id, "at": at, "now": now})
+        released = conn.execute(self._release_held, {"ch": channel.value, "user": user_id, "now": now})
         return int(released.rowcount or 0)
 
     def set_muted(self, conn: Connection, channel: Channel, user_id: str, muted: bool, now: datetime) -> None:
@@ -306,8 +321,24 @@ class SqlOutbox:
         if not results:
             return
         o = channel_outbox
+        sent = [r for r in results if r.status == SENT and r.note is None and not r.unreachable]
+        others = [r for r in results if not (r.status == SENT and r.note is None and not r.unreachable)]
         with self._writer.begin() as conn:
-            for res in results:
+            if sent:
+                conn.execute(
+                    self._mark_sent,
+                    [
+                        {
+                            "rid": r.id,
+                            "owner": owner,
+                            "attempts": r.values.get("attempts", 1),
+                            "sent_at": r.values.get("sent_at", now),
+                            "message_id": r.values.get("message_id"),
+                        }
+                        for r in sent
+                    ],
+                )
+            for res in others:
                 values = dict(res.values)
                 values.update(status=res.status, lease_owner=None, lease_until=None)
                 conn.execute(
