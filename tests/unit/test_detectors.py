@@ -511,3 +511,11 @@ def test_redact_with_given_findings_and_overlaps() -> None:
     assert redact(text, [overlapping, card, outside]) == "pay [CARD •••• 1111] now"
     assert redact(text, []) == text
     assert placeholder(card) == "[CARD •••• 1111]"
+
+
+def test_declared_plain_word_password_is_a_credential() -> None:
+    """A password declared with "is" is redacted even when it is a plain word; descriptions are not."""
+    assert redact("my password is sunshine") == "my password is [CREDENTIAL]"
+    assert redact("كلمة المرور هي قمر") == "كلمة المرور هي [CREDENTIAL]"
+    assert redact("my password is wrong") == "my password is wrong"
+    assert redact("I forgot my password") == "I forgot my password"

@@ -394,6 +394,16 @@ _CREDENTIAL = re.compile(
     rf"|(?<!\w)رمز\s*:?\s*(?P<bareval>\d{{4,8}})(?!\d))",
     re.IGNORECASE,
 )
+# "my password is sunshine": a password declared with "is" is a secret even when it is a plain word,
+# unless the word describes the password instead of being it.
+_DECLARED = re.compile(r"\b(?:is|was)\b|هي|هو", re.IGNORECASE)
+_NOT_A_SECRET = frozenset(
+    "wrong incorrect invalid expired blocked locked forgotten lost stolen changed reset weak strong correct "
+    "right fine working valid new old same different not too very still always never disabled required "
+    "missing empty case-sensitive "
+    "غلط خطا خطأ خاطئه خاطئة منتهيه منتهية صحيح صحيحه صحيحة مقفل مقفله مقفلة ضعيفه ضعيفة قويه قوية "
+    "جديده جديدة قديمه قديمة مش ليست ليس لا".split()
+)
 _SECRET_STRIP = "\"'`.,;!?؟،»«“”‘’()[]{}"  # noqa: S105 - punctuation stripped around a secret, not a secret
 
 # --------------------------------------------------------------------------------------------------
@@ -643,7 +653,8 @@ def _credentials(scan: _Scan) -> None:
             secret_like = any(c.isdigit() for c in stripped) or any(
                 not c.isalnum() and c not in "'-" for c in stripped
             )
-            if len(stripped) < 4 or not (secret_like or explicit):
+            declared = _DECLARED.search(m.group("secgap")) is not None and stripped.lower() not in _NOT_A_SECRET
+            if len(stripped) < (3 if declared else 4) or not (secret_like or explicit or declared):
                 continue  # "my password is wrong", "my passcode won't work": words, not secrets
         if scan.free(start, end):
             scan.add(FindingKind.CREDENTIAL, start, end)
