@@ -208,3 +208,16 @@ def test_every_turn_is_stored(container: Container) -> None:
     turns = container.conversations.turns(chat.channel, chat.user_id)
     assert [t.intent for t in turns][-2:] == [Intent.GREETING.value, Intent.BALANCE.value]
     assert all(t.reply_text for t in turns)
+
+
+def test_spending_reply_on_messenger_reveals_no_habits(container: Container) -> None:
+    """On Messenger a spending answer names no merchant, category or amount; it offers a secure link."""
+    chat = _fresh(container, "layla")
+    reply = chat.send("how much did I spend at Carrefour this month")
+    overall = chat.send("how much did I spend this month")
+    for r in (reply, overall):
+        prepared = container.guard.prepare(Channel.MESSENGER, chat.customer.id, r)
+        text = prepared.rendered.text
+        for word in ("Carrefour", "groceries", "transport", "dining", "shopping", "JOD"):
+            assert word not in text
+        assert any("/secure/" in b.url for b in prepared.rendered.buttons)

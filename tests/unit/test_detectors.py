@@ -519,3 +519,8 @@ def test_declared_plain_word_password_is_a_credential() -> None:
     assert redact("كلمة المرور هي قمر") == "كلمة المرور هي [CREDENTIAL]"
     assert redact("my password is wrong") == "my password is wrong"
     assert redact("I forgot my password") == "I forgot my password"
+
+
+def test_arabic_tanween_after_password_word_is_not_a_secret() -> None:
+    """"لا تشارك كلمة المرور أبداً" (never share your password) is advice, not a password."""
+    assert redact("لا تشارك كلمة المرور أبداً مع أحد") == "لا تشارك كلمة المرور أبداً مع أحد"

@@ -49,6 +49,7 @@ from amanah.domain.replies import (
     Reply,
     Say,
     SpendingValue,
+    TransactionFilterValue,
     TransactionLine,
     TransactionValue,
 )
@@ -365,9 +366,11 @@ class Assistant:
         limit = count or (20 if filtered else 5)
         txs = list(self.core.search_transactions(_with_limit(query, limit)))
         if not txs:
-            return self._reply(ctx, [Say("tx_none", {"filter": filter_label})], (Intent.SPENDING,))
+            return self._reply(
+                ctx, [Say("tx_none", {"filter": TransactionFilterValue(filter_label)})], (Intent.SPENDING,)
+            )
         head: Block = (
-            Say("tx_intro_filtered", {"filter": filter_label})
+            Say("tx_intro_filtered", {"filter": TransactionFilterValue(filter_label)})
             if filtered
             else Say("tx_intro", {"count": len(txs)})
         )
@@ -376,28 +379,31 @@ class Assistant:
 
     def _spending(self, ctx: TurnContext) -> Reply:
         this_month = Period(ctx.today.replace(day=1), ctx.today, "this month", "هذا الشهر")
-        query, filter_label, what = self._filters(ctx, default_period=this_month)
+        query, filter_label, _ = self._filters(ctx, default_period=this_month)
         debits = [
             t
             for t in self.core.search_transactions(_debits(query))
             if t.amount.is_negative() and (query.category or t.category.lower() not in NOT_SPENDING)
         ]
         if not debits:
-            return self._reply(ctx, [Say("spending_none", {"filter": filter_label})], (Intent.TRANSACTIONS,))
+            return self._reply(
+                ctx,
+                [Say("spending_none", {"filter": TransactionFilterValue(filter_label)})],
+                (Intent.TRANSACTIONS,),
+            )
         blocks: list[Block] = []
         for cur_debits in _group_by(debits, lambda t: t.amount.currency.code).values():
             total = _total(cur_debits)
-            spending = SpendingValue(total, len(cur_debits), what, query.date_from, query.date_to)
-            blocks.append(Say("spending_total", {"spending": spending, "filter": filter_label}))
+            spending = SpendingValue(total, len(cur_debits), filter_label, query.date_from, query.date_to)
+            blocks.append(Say("spending_total", {"spending": spending}))
         if not query.merchant and not query.category:
             blocks.append(Say("spending_top"))
             groups = _group_by(debits, lambda t: (t.category, t.amount.currency.code))
             top = sorted(groups.items(), key=lambda kv: -_total(kv[1]).minor)[:3]  # biggest first
             for (cat, _), txs in top:
-                spending = SpendingValue(_total(txs), len(txs), cat, query.date_from, query.date_to)
-                blocks.append(
-                    Say("spending_line", {"label": _category_label(cat, ctx.language), "spending": spending})
-                )
+                on_cat = label("on", ctx.language).format(x=_category_label(cat, ctx.language))
+                spending = SpendingValue(_total(txs), len(txs), on_cat, query.date_from, query.date_to)
+                blocks.append(Say("spending_line", {"spending": spending}))
         return self._reply(ctx, blocks, (Intent.TRANSACTIONS,))
 
     # -- cards (multi-turn, confirm before acting) -------------------------------------------

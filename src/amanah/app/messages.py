@@ -32,10 +32,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "tx_intro": {"en": "Your last {count} transactions:", "ar": "آخر {count} عمليات:"},
     "tx_intro_filtered": {"en": "Transactions {filter}:", "ar": "العمليات {filter}:"},
     "tx_none": {"en": "I found no transactions {filter}.", "ar": "لم أجد عمليات {filter}."},
-    "spending_total": {"en": "You spent {spending} {filter}.", "ar": "صرفت {spending} {filter}."},
-    "spending_line": {"en": "• {label}: {spending}", "ar": "• {label}: {spending}"},
+    "spending_total": {"en": "You spent {spending}.", "ar": "صرفت {spending}."},
+    "spending_line": {"en": "• {spending}", "ar": "• {spending}"},
     "spending_top": {"en": "Biggest categories:", "ar": "أكثر الفئات صرفاً:"},
-    "spending_none": {"en": "You spent nothing {filter}.", "ar": "لم تصرف شيئاً {filter}."},
+    "spending_none": {"en": "You spent nothing {filter}.", "ar": "لم تصرف شيئاً {filter}."},  # filter is typed
     "card_choose": {"en": "Which card do you mean?", "ar": "أي بطاقة تقصد؟"},
     "card_none": {"en": "You have no card I can act on.", "ar": "لا توجد لديك بطاقة أستطيع التعامل معها."},
     "card_confirm_freeze": {

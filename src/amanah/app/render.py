@@ -33,6 +33,7 @@ from amanah.domain.replies import (
     Reply,
     Say,
     SpendingValue,
+    TransactionFilterValue,
     TransactionLine,
     TransactionValue,
     TransferValue,
@@ -118,7 +119,10 @@ class _Render:
                 return text
             case SpendingValue(total=total, count=count):
                 counted = label("tx_count_one", lang) if count == 1 else label("tx_count", lang)
-                return f"{format_money(total, lang)} ({counted.format(n=format_count(count, lang))})"
+                text = f"{format_money(total, lang)} ({counted.format(n=format_count(count, lang))})"
+                return f"{text} {v.label}" if v.label else text
+            case TransactionFilterValue(label=text):
+                return text
             case TransferValue(payee_name=payee, amount=amount, status=status):
                 return f"{format_money(amount, lang)} → {payee} ({status})"
         raise TypeError(f"unrenderable value {v!r}")  # pragma: no cover - exhaustive match above

@@ -75,16 +75,20 @@ def validate(agreement: Agreement) -> list[str]:
         problems.append(f"{where}: agreement version is empty")
     missing = [c.value for c in DataCategory if c not in agreement.rules]
     if missing:
-        problems.append(f"{where}: no rule for categories {', '.join(missing)} (every category must be stated)")
+        problems.append(
+            f"{where}: no rule for categories {', '.join(missing)} (every category must be stated)"
+        )
     for category, rule in agreement.rules.items():
-        name = f"{where}: [categories.\"{category.value}\"]"
+        name = f'{where}: [categories."{category.value}"]'
         if category.is_financial and rule.purposes & FORBIDDEN_FINANCIAL_PURPOSES:
             bad = ", ".join(sorted(p.value for p in rule.purposes & FORBIDDEN_FINANCIAL_PURPOSES))
             problems.append(f"{name}: financial data may never serve {bad}")
         if category is DataCategory.CREDENTIAL and rule.treatment is not Treatment.DENY:
             problems.append(f"{name}: credentials must be 'deny' on every channel")
         if rule.treatment is Treatment.MASK and category not in MASKABLE:
-            problems.append(f"{name}: 'mask' is only defined for {', '.join(sorted(c.value for c in MASKABLE))}")
+            problems.append(
+                f"{name}: 'mask' is only defined for {', '.join(sorted(c.value for c in MASKABLE))}"
+            )
         if rule.treatment.reveals and not rule.purposes:
             problems.append(f"{name}: '{rule.treatment.value}' needs at least one purpose")
         if not rule.treatment.reveals and rule.purposes - {Purpose.SERVICE}:
@@ -97,5 +101,7 @@ def validate(agreement: Agreement) -> list[str]:
     if agreement.channel.is_third_party:
         for lang in ("en", "ar"):
             if lang not in agreement.consent:
-                problems.append(f"{where}: consent text in '{lang}' is missing (customers opt in, in their language)")
+                problems.append(
+                    f"{where}: consent text in '{lang}' is missing (customers opt in, in their language)"
+                )
     return problems

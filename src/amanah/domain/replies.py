@@ -82,8 +82,16 @@ class TransactionValue:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionFilterValue:
+    """What a transaction search was about ("at Carrefour last month"): it echoes the customer's history."""
+
+    category: ClassVar[DataCategory] = DataCategory.TRANSACTION_DETAIL
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class SpendingValue:
-    """An aggregate of spending: the customer's habits. ``label`` names the filter (merchant/category)."""
+    """An aggregate of spending: the customer's habits. ``label`` says what it covers ("on groceries")."""
 
     category: ClassVar[DataCategory] = DataCategory.SPENDING_SUMMARY
     total: Money
@@ -109,6 +117,7 @@ Value = (
     | CardNumberValue
     | CardStatusValue
     | TransactionValue
+    | TransactionFilterValue
     | SpendingValue
     | TransferValue
 )

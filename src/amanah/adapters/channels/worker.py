@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -413,6 +414,10 @@ class ChannelWorker:
         pipeline.on_queued = sender.wake
 
     def start(self) -> None:
+        # The worker threads are CPU-bound; with the default 5 ms GIL switch interval the server's
+        # event loop (the webhook acks) would wait up to 5 ms each time it needs the GIL.
+        if sys.getswitchinterval() > 0.001:
+            sys.setswitchinterval(0.001)
         self._stop.clear()
         self._threads = [
             threading.Thread(target=self.inbox_loop.run, args=(self._stop,), name="amanah-inbox", daemon=True),

@@ -396,6 +396,7 @@ _CREDENTIAL = re.compile(
 )
 # "my password is sunshine": a password declared with "is" is a secret even when it is a plain word,
 # unless the word describes the password instead of being it.
+_ARABIC_MARKS = {cp: None for cp in range(0x064B, 0x0660)} | {0x0640: None, 0x0670: None}
 _DECLARED = re.compile(r"\b(?:is|was)\b|هي|هو", re.IGNORECASE)
 _NOT_A_SECRET = frozenset(
     "wrong incorrect invalid expired blocked locked forgotten lost stolen changed reset weak strong correct "
@@ -650,9 +651,8 @@ def _credentials(scan: _Scan) -> None:
             start += value.index(stripped)
             end = start + len(stripped)
             explicit = any(c in m.group("secgap") for c in ":=")
-            secret_like = any(c.isdigit() for c in stripped) or any(
-                not c.isalnum() and c not in "'-" for c in stripped
-            )
+            bare = stripped.translate(_ARABIC_MARKS)  # tanween and harakat are letters' marks, not symbols
+            secret_like = any(c.isdigit() for c in bare) or any(not c.isalnum() and c not in "'-" for c in bare)
             declared = _DECLARED.search(m.group("secgap")) is not None and stripped.lower() not in _NOT_A_SECRET
             if len(stripped) < (3 if declared else 4) or not (secret_like or explicit or declared):
                 continue  # "my password is wrong", "my passcode won't work": words, not secrets

@@ -114,30 +114,50 @@ _SERIALIZED: set[int] = set()
 
 
 def serialize_sqlite_writes(engine: Engine) -> None:
-    """Make this process's threads queue for SQLite's write lock in Python, not in SQLite.
+    """Make writers queue for SQLite's write lock in the kernel, not in SQLite's busy loop.
 
-    Several threads share the database in one process (the webhook's inbox writer, the inbox worker,
-    the outbox sender, the assistant's and the ledger's writes). SQLite makes a writer that finds the
-    lock taken sleep (1, 2, 5, ... 100 ms) and retry, with no fairness: under load a writer can starve
-    for seconds. Here a ``BEGIN IMMEDIATE`` first takes a process-wide lock, released when the
-    connection goes back to the pool (after its commit or rollback), so writers take turns at once.
-    Other processes still meet SQLite's own busy handling. No-op on PostgreSQL; idempotent.
+    Several threads (the webhook's inbox writer, the inbox worker, the outbox sender, the assistant's
+    and the ledger's writes) and several processes (``serve``, ``amanah worker``) share one SQLite
+    file. SQLite makes a writer that finds the lock taken sleep (1, 2, 5, ... 100 ms) and retry, with
+    no fairness: under load the webhook's writer starved for seconds behind a busy worker. Here every
+    ``BEGIN IMMEDIATE`` (see ``db.write_engine``) first takes a process-wide lock and then an
+    exclusive ``flock`` on ``<database>-amanah.lock``, both released when the connection goes back
+    to the pool (after its commit or rollback): waiting writers are woken as soon as the lock is free.
+    Writers that do not go through this engine still meet SQLite's own busy handling. No-op on
+    PostgreSQL; idempotent per engine.
     """
     if engine.dialect.name != "sqlite" or id(engine) in _SERIALIZED:
         return
     _SERIALIZED.add(id(engine))
     lock = threading.RLock()
+    database = engine.url.database or ""
+    lock_file: Any = None
+    if database and database != ":memory:" and not database.startswith("file::memory:"):
+        import fcntl
+
+        lock_file = open(f"{database}-amanah.lock", "a+b")  # noqa: SIM115 - held for the process lifetime
+    held = threading.local()
 
     def take(conn: Connection) -> None:
-        if conn.get_execution_options().get("amanah_sqlite_begin") == "immediate":
-            info = conn.connection.info
-            if not info.get("amanah_write_lock"):
-                lock.acquire()
-                info["amanah_write_lock"] = True
+        if conn.get_execution_options().get("amanah_sqlite_begin") != "immediate":
+            return
+        info = conn.connection.info
+        if info.get("amanah_write_lock"):
+            return
+        lock.acquire()
+        depth = getattr(held, "depth", 0)
+        if depth == 0 and lock_file is not None:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        held.depth = depth + 1
+        info["amanah_write_lock"] = True
 
     def give(dbapi_connection: Any, record: Any) -> None:
-        if record.info.pop("amanah_write_lock", False):
-            lock.release()
+        if not record.info.pop("amanah_write_lock", False):
+            return
+        held.depth = getattr(held, "depth", 1) - 1
+        if held.depth == 0 and lock_file is not None:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        lock.release()
 
     event.listen(engine, "begin", take, insert=True)
     event.listen(engine.pool, "checkin", give)
