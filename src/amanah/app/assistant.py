@@ -292,7 +292,8 @@ class Assistant:
         return self._reply(ctx, [FreeText(answer, origin=f"kb:{entry.id}")])
 
     def _greeting(self, ctx: TurnContext) -> Reply:
-        if ctx.state.customer_id is None:
+        if ctx.state.customer_id is None or ctx.message.channel.is_third_party:
+            # On a platform the bank does not address the customer by the name it holds.
             return self._reply(ctx, [Say("greeting_anon")], SUGGESTED)
         customer = self.core.customer(ctx.state.customer_id)
         first = customer.display_name.split()[0] if customer.display_name else customer.username
