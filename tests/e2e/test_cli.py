@@ -12,9 +12,16 @@ import pytest
 from tests.e2e.conftest import AMANAH, amanah_env
 
 
-def run(args: list[str], database_url: str, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], database_url: str, stdin: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*AMANAH, *args], input=stdin, capture_output=True, text=True, env=amanah_env(database_url), timeout=timeout
+        [*AMANAH, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=amanah_env(database_url),
+        timeout=timeout,
     )
 
 

@@ -54,7 +54,9 @@ def iban_forms(iban: str) -> set[str]:
 @pytest.fixture
 def stack(migrated_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
     env = amanah_env(migrated_url)
-    assert subprocess.run([*AMANAH, "seed", "--demo"], env=env, capture_output=True, timeout=120).returncode == 0
+    assert (
+        subprocess.run([*AMANAH, "seed", "--demo"], env=env, capture_output=True, timeout=120).returncode == 0
+    )
     for username, psid in PSIDS.items():
         out = subprocess.run(
             [*AMANAH, "link", "--channel", "messenger", "--user-id", psid, "--customer", username],
@@ -169,7 +171,10 @@ def test_no_financial_value_reaches_messenger(stack: tuple[LiveServer, str]) -> 
             r = httpx.post(
                 f"{server.url}/webhooks/messenger",
                 content=body,
-                headers={"Content-Type": "application/json", "X-Hub-Signature-256": hub_signature(body, SECRET)},
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": hub_signature(body, SECRET),
+                },
                 timeout=10,
             )
             assert r.status_code == 200, r.text

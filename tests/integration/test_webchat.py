@@ -118,7 +118,9 @@ def test_wrong_type_is_422(client: TestClient) -> None:
 def test_oversized_body_is_413(client: TestClient) -> None:
     """A request body over 1 MiB is refused with 413 before it is read."""
     login(client)
-    r = client.post("/api/chat", content=b"x" * (1024 * 1024 + 1), headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/chat", content=b"x" * (1024 * 1024 + 1), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 

@@ -522,5 +522,5 @@ def test_declared_plain_word_password_is_a_credential() -> None:
 
 
 def test_arabic_tanween_after_password_word_is_not_a_secret() -> None:
-    """"لا تشارك كلمة المرور أبداً" (never share your password) is advice, not a password."""
+    """ "لا تشارك كلمة المرور أبداً" (never share your password) is advice, not a password."""
     assert redact("لا تشارك كلمة المرور أبداً مع أحد") == "لا تشارك كلمة المرور أبداً مع أحد"

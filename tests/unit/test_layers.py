@@ -27,7 +27,9 @@ def test_domain_imports_only_stdlib_and_itself(path: Path) -> None:
     """A domain module imports nothing but the standard library and other domain modules."""
     for name in imports_of(path):
         top = name.split(".")[0]
-        assert top in sys.stdlib_module_names or name.startswith("amanah.domain"), f"{path.name} imports {name}"
+        assert top in sys.stdlib_module_names or name.startswith("amanah.domain"), (
+            f"{path.name} imports {name}"
+        )
 
 
 @pytest.mark.parametrize("path", sorted((SRC / "app").glob("*.py")), ids=lambda p: p.name)

@@ -46,7 +46,9 @@ def test_periods(text: str, start: date, end: date) -> None:
     assert (period.start, period.end) == (start, end)
 
 
-@pytest.mark.parametrize("text", ["what's my balance", "may I see my card", "transfer from my savings", "من كارفور"])
+@pytest.mark.parametrize(
+    "text", ["what's my balance", "may I see my card", "transfer from my savings", "من كارفور"]
+)
 def test_no_period(text: str) -> None:
     """Messages that name no period give none ("may" and "from my savings" are not dates)."""
     assert extract_period(text, TODAY) is None
@@ -62,7 +64,7 @@ def test_counts(text: str, count: int) -> None:
 
 
 def test_days_are_not_a_count() -> None:
-    """"last 10 days" is a period, not a number of transactions."""
+    """ "last 10 days" is a period, not a number of transactions."""
     assert extract_count("last 10 days") is None
 
 

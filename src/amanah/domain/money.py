@@ -13,7 +13,6 @@ from enum import Enum
 from amanah.domain.errors import InvalidAmount
 from amanah.domain.text import to_ascii_digits
 
-
 MAX_DIGITS = 15  # whole-unit digits: 10**15 is more money than any account holds
 
 

@@ -28,9 +28,13 @@ def _parse(path: Path) -> tuple[Agreement | None, list[str]]:
     try:
         channel = Channel(str(head.get("channel", "")))
     except ValueError:
-        return None, [f"{path.name}: [agreement] channel must be one of {', '.join(c.value for c in Channel)}"]
+        return None, [
+            f"{path.name}: [agreement] channel must be one of {', '.join(c.value for c in Channel)}"
+        ]
     if path.stem != channel.value:
-        problems.append(f"{path.name}: file name must be '{channel.value}.toml' for channel '{channel.value}'")
+        problems.append(
+            f"{path.name}: file name must be '{channel.value}.toml' for channel '{channel.value}'"
+        )
     try:
         effective = date.fromisoformat(str(head.get("effective", "")))
     except ValueError:
@@ -46,7 +50,9 @@ def _parse(path: Path) -> tuple[Agreement | None, list[str]]:
         try:
             treatment = Treatment(str(spec.get("treatment", "")))
         except ValueError:
-            problems.append(f"{path.name}: category '{name}': treatment must be allow, mask, secure_link or deny")
+            problems.append(
+                f"{path.name}: category '{name}': treatment must be allow, mask, secure_link or deny"
+            )
             continue
         try:
             purposes = frozenset(Purpose(str(p)) for p in spec.get("purposes", []))

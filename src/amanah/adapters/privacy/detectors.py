@@ -652,8 +652,12 @@ def _credentials(scan: _Scan) -> None:
             end = start + len(stripped)
             explicit = any(c in m.group("secgap") for c in ":=")
             bare = stripped.translate(_ARABIC_MARKS)  # tanween and harakat are letters' marks, not symbols
-            secret_like = any(c.isdigit() for c in bare) or any(not c.isalnum() and c not in "'-" for c in bare)
-            declared = _DECLARED.search(m.group("secgap")) is not None and stripped.lower() not in _NOT_A_SECRET
+            secret_like = any(c.isdigit() for c in bare) or any(
+                not c.isalnum() and c not in "'-" for c in bare
+            )
+            declared = (
+                _DECLARED.search(m.group("secgap")) is not None and stripped.lower() not in _NOT_A_SECRET
+            )
             if len(stripped) < (3 if declared else 4) or not (secret_like or explicit or declared):
                 continue  # "my password is wrong", "my passcode won't work": words, not secrets
         if scan.free(start, end):

@@ -57,7 +57,9 @@ class BodySizeLimit:
 
 
 async def _reject(send: Send, max_bytes: int) -> None:
-    body = json.dumps({"error": "payload_too_large", "detail": f"request body exceeds {max_bytes} bytes"}).encode()
+    body = json.dumps(
+        {"error": "payload_too_large", "detail": f"request body exceeds {max_bytes} bytes"}
+    ).encode()
     await send(
         {
             "type": "http.response.start",

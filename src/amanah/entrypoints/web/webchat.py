@@ -68,7 +68,12 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
         return templates.TemplateResponse(
             request,
             "chat.html",
-            {"customer": customer, "lang": lang, "dir": text_direction(lang), "max_chars": settings.max_message_chars},
+            {
+                "customer": customer,
+                "lang": lang,
+                "dir": text_direction(lang),
+                "max_chars": settings.max_message_chars,
+            },
         )
 
     @r.get("/login", response_class=HTMLResponse, include_in_schema=False)
