@@ -145,3 +145,15 @@ def test_health_and_metrics(client: TestClient) -> None:
     """Health answers ok and metrics are in Prometheus text format."""
     assert client.get("/healthz").json()["status"] == "ok"
     assert "python_info" in client.get("/metrics").text
+
+
+def test_chunked_oversized_body_is_413(client: TestClient) -> None:
+    """A body over the limit sent without Content-Length (chunked) is still refused with 413."""
+    login(client)
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(17):
+            yield b"x" * 65536
+
+    r = client.post("/api/chat", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413

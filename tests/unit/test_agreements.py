@@ -142,3 +142,21 @@ def test_build_stops_on_a_broken_agreement_with_a_clear_message(folder: Path, tm
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", agreements_dir=folder)
     with pytest.raises(ConfigurationError, match=r"messenger\.toml: \[categories\.\"account\.balance\"\]"):
         build(settings)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        'agreement = "x"\n',
+        '[agreement]\nid="a"\nversion="1"\nchannel="webchat"\neffective="2026-01-01"\n[categories]\npublic = "allow"\n',
+        '[agreement]\nid="a"\nversion="1"\nchannel="webchat"\neffective="2026-01-01"\n'
+        '[categories.public]\ntreatment="allow"\npurposes="service"\n',
+    ],
+)
+def test_wrongly_shaped_files_are_reported_not_crashed_on(tmp_path: Path, broken: str) -> None:
+    """A file whose tables have the wrong shape gives a ConfigurationError naming it, not a traceback."""
+    for f in PACKAGED.glob("*.toml"):
+        (tmp_path / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "webchat.toml").write_text(broken, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="webchat.toml"):
+        load_agreements(tmp_path)

@@ -12,6 +12,7 @@ from amanah.app.commands import InboundMessage
 from amanah.app.render import ALLOW_ALL, render
 from amanah.bootstrap import Container, build_in_memory
 from amanah.domain.banking import CardStatus, TransactionQuery
+from amanah.domain.categories import DataCategory, Treatment
 from amanah.domain.conversation import Channel, ConversationStatus
 from amanah.domain.intents import Intent
 from amanah.domain.money import Money
@@ -221,3 +222,55 @@ def test_spending_reply_on_messenger_reveals_no_habits(container: Container) -> 
         for word in ("Carrefour", "groceries", "transport", "dining", "shopping", "JOD"):
             assert word not in text
         assert any("/secure/" in b.url for b in prepared.rendered.buttons)
+
+
+def test_withheld_answers_look_the_same_whatever_the_data(container: Container) -> None:
+    """On Messenger, one match, many matches and no match give the same sentence: the shape leaks nothing."""
+    chat = _fresh(container, "layla")
+    merchants = container.core.merchants(chat.customer.id)
+    texts = set()
+    for question in (
+        f"transactions at {merchants[0]} last month",
+        "show my last 20 transactions",
+        "transactions at Nonexistent Shop Xyz in January",
+        "show my last 2 transactions",
+    ):
+        prepared = container.guard.prepare(Channel.MESSENGER, chat.customer.id, chat.send(question))
+        texts.add(prepared.rendered.text)
+    assert len(texts) == 1, texts
+
+
+def test_card_choice_titles_are_typed_and_payloads_opaque(container: Container) -> None:
+    """With two cards, the choice shows cards under the agreement and the payload is an index, not an id."""
+    c = build_in_memory(clock=FixedClock(datetime(2026, 11, 20, tzinfo=UTC)), anchor=TODAY)
+    chat = Chat(c, "layla")
+    first = c.core.cards(chat.customer.id)[0]
+    extra = c.core.add_card(chat.customer.id, first.account_id, token="tok_second", last4="9911", brand="Visa")  # type: ignore[attr-defined]
+    reply = chat.send("freeze my card")
+    assert [q.payload for q in reply.quick_replies] == ["card:#1", "card:#2"]
+    web = render(reply, ALLOW_ALL)
+    assert any("9911" in q.title for q in web.quick_replies)
+    denied = {cat: Treatment.DENY for cat in DataCategory} | {DataCategory.PUBLIC: Treatment.ALLOW}
+    hidden = render(reply, denied)
+    assert all("9911" not in q.title and first.last4 not in q.title for q in hidden.quick_replies)
+    assert DataCategory.CARD_NUMBER in hidden.withheld
+    chat.send("Card 2", payload="card:#2")
+    chat.send("yes", payload="confirm:yes")
+    assert {k.id: k.status for k in c.core.cards(chat.customer.id)}[extra.id] is CardStatus.FROZEN
+
+
+@pytest.mark.parametrize("payload", ["card:²", "card:#99", "kb:my pin is 4821", "intent:nope", "x" * 300])
+def test_forged_payloads_are_ignored_and_never_stored(container: Container, payload: str) -> None:
+    """A payload that is not one we rendered is ignored: no error, nothing of it stored."""
+    chat = _fresh(container, "sara")
+    chat.send("freeze my card")
+    chat.send("hello", payload=payload)
+    turn = container.conversations.turns(chat.channel, chat.user_id)[-1]
+    assert "4821" not in str(turn.meta) and "4821" not in turn.inbound_text
+
+
+def test_control_characters_are_dropped_before_storage(container: Container) -> None:
+    """NUL and other control characters (refused by PostgreSQL) are removed, not stored or crashed on."""
+    chat = _fresh(container, "omar")
+    chat.send("hel\x00lo\x07")
+    assert container.conversations.turns(chat.channel, chat.user_id)[-1].inbound_text == "hello"

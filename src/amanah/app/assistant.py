@@ -9,13 +9,14 @@ balance into a string itself.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TypeVar
 
 from amanah.app.commands import InboundMessage
-from amanah.app.i18n import lang_of
+from amanah.app.i18n import format_count, lang_of
 from amanah.app.messages import label
 from amanah.app.ports import Classifier, Clock, ConversationStore, CoreBanking, InboundScreen, KnowledgeBase
 from amanah.app.render import render
@@ -28,11 +29,11 @@ from amanah.app.slots import (
     match_category,
     match_merchant,
 )
-from amanah.domain.banking import Card, CardStatus, Transaction, TransactionQuery
+from amanah.domain.banking import Card, CardStatus, SpendingTotal, TransactionQuery
 from amanah.domain.conversation import ConversationState, ConversationStatus, Turn
 from amanah.domain.errors import Forbidden, NotFound, ValidationError
 from amanah.domain.intents import Classification, Intent
-from amanah.domain.money import Money
+from amanah.domain.money import Currency, Money
 from amanah.domain.replies import (
     AccountIdentifierValue,
     AccountLabelValue,
@@ -49,6 +50,7 @@ from amanah.domain.replies import (
     Reply,
     Say,
     SpendingValue,
+    TransactionCount,
     TransactionFilterValue,
     TransactionLine,
     TransactionValue,
@@ -127,6 +129,7 @@ class Assistant:
         """Answer one message and store the turn. Raises ValidationError only for oversized input."""
         if len(msg.text) > self.max_message_chars:
             raise ValidationError(f"message longer than {self.max_message_chars} characters")
+        msg = _clean(msg)
         screening = self.screen.screen(msg.text)
         state = self.conversations.load(msg.channel, msg.user_id)
         if msg.customer_id is not None or msg.channel.is_third_party:
@@ -191,8 +194,10 @@ class Assistant:
             except ValueError:
                 pass
         if msg.payload and msg.payload.startswith("kb:"):
-            ctx.meta["kb_id"] = msg.payload.removeprefix("kb:")
-            return Classification(Intent.FAQ, 1.0)
+            kb_id = msg.payload.removeprefix("kb:")
+            if any(e.id == kb_id for e in self.knowledge.entries()):
+                ctx.meta["kb_id"] = kb_id
+                return Classification(Intent.FAQ, 1.0)
         return self.classifier.classify(msg.text, ctx.language)
 
     def _dispatch(self, ctx: TurnContext) -> Reply:
@@ -368,42 +373,49 @@ class Assistant:
         txs = list(self.core.search_transactions(_with_limit(query, limit)))
         if not txs:
             return self._reply(
-                ctx, [Say("tx_none", {"filter": TransactionFilterValue(filter_label)})], (Intent.SPENDING,)
+                ctx,
+                [Say("tx_none", {"filter": TransactionFilterValue(filter_label)})],
+                (Intent.SPENDING, Intent.BALANCE),
             )
         head: Block = (
             Say("tx_intro_filtered", {"filter": TransactionFilterValue(filter_label)})
             if filtered
-            else Say("tx_intro", {"count": len(txs)})
+            else Say("tx_intro", {"count": TransactionCount(len(txs))})
         )
         lines = [TransactionLine(TransactionValue(t.booked_on, t.merchant, t.amount, t.status)) for t in txs]
         return self._reply(ctx, [head, *lines], (Intent.SPENDING, Intent.BALANCE))
 
     def _spending(self, ctx: TurnContext) -> Reply:
+        assert ctx.state.customer_id is not None
         this_month = Period(ctx.today.replace(day=1), ctx.today, "this month", "هذا الشهر")
         query, filter_label, _ = self._filters(ctx, default_period=this_month)
-        debits = [
-            t
-            for t in self.core.search_transactions(_debits(query))
-            if t.amount.is_negative() and (query.category or t.category.lower() not in NOT_SPENDING)
+        groups = [
+            g for g in self.core.spending(query) if query.category or g.category.lower() not in NOT_SPENDING
         ]
-        if not debits:
-            return self._reply(
-                ctx,
-                [Say("spending_none", {"filter": TransactionFilterValue(filter_label)})],
-                (Intent.TRANSACTIONS,),
-            )
         blocks: list[Block] = []
-        for cur_debits in _group_by(debits, lambda t: t.amount.currency.code).values():
-            total = _total(cur_debits)
-            spending = SpendingValue(total, len(cur_debits), filter_label, query.date_from, query.date_to)
+        by_currency: dict[str, list[SpendingTotal]] = {}
+        for g in groups:
+            by_currency.setdefault(g.total.currency.code, []).append(g)
+        if not by_currency:
+            # The same shape as a real total, so a withheld answer does not tell "nothing" from "something".
+            accounts = self.core.accounts(ctx.state.customer_id)
+            currency = accounts[0].currency if accounts else Currency.USD
+            spending = SpendingValue(Money.zero(currency), 0, filter_label, query.date_from, query.date_to)
             blocks.append(Say("spending_total", {"spending": spending}))
-        if not query.merchant and not query.category:
+        ordered = sorted(by_currency.values(), key=lambda gs: -sum(g.count for g in gs))
+        for same in ordered:
+            total = same[0].total
+            for g in same[1:]:
+                total = total + g.total
+            count = sum(g.count for g in same)
+            spending = SpendingValue(total, count, filter_label, query.date_from, query.date_to)
+            blocks.append(Say("spending_total", {"spending": spending}))
+        if not query.merchant and not query.category and ordered:
             blocks.append(Say("spending_top"))
-            groups = _group_by(debits, lambda t: (t.category, t.amount.currency.code))
-            top = sorted(groups.items(), key=lambda kv: -_total(kv[1]).minor)[:3]  # biggest first
-            for (cat, _), txs in top:
-                on_cat = label("on", ctx.language).format(x=_category_label(cat, ctx.language))
-                spending = SpendingValue(_total(txs), len(txs), on_cat, query.date_from, query.date_to)
+            top = sorted(ordered[0], key=lambda g: -g.total.minor)[:3]  # biggest first, in one currency
+            for g in top:
+                on_cat = label("on", ctx.language).format(x=_category_label(g.category, ctx.language))
+                spending = SpendingValue(g.total, g.count, on_cat, query.date_from, query.date_to)
                 blocks.append(Say("spending_line", {"spending": spending}))
         return self._reply(ctx, blocks, (Intent.TRANSACTIONS,))
 
@@ -425,8 +437,22 @@ class Assistant:
         candidates = [c for c in cards if not c.status.is_final] or cards
         if len(candidates) == 1:
             return self._card_confirm(ctx, action, candidates[0])
-        ctx.state.pending = {"flow": "card", "action": action, "step": "choose"}
-        quick = [QuickReply(f"•••• {c.last4}", f"card:{c.id}") for c in candidates[:10]]
+        choices = candidates[:10]
+        # The payload names the n-th choice, never the bank's card id; the title is a typed value.
+        ctx.state.pending = {
+            "flow": "card",
+            "action": action,
+            "step": "choose",
+            "choices": [c.id for c in choices],
+        }
+        quick = [
+            QuickReply(
+                label("qr.card", ctx.language).format(n=format_count(i, ctx.language)),
+                f"card:#{i}",
+                value=CardNumberValue(c.last4, c.brand),
+            )
+            for i, c in enumerate(choices, start=1)
+        ]
         return self._reply(ctx, [Say("card_choose")], quick=quick)
 
     def _card_confirm(self, ctx: TurnContext, action: str, card: Card) -> Reply:
@@ -461,11 +487,10 @@ class Assistant:
         cards = {c.id: c for c in self.core.cards(ctx.state.customer_id)}
         payload = ctx.message.payload or ""
         if pending.get("step") == "choose":
-            card_id = (
-                int(payload.removeprefix("card:"))
-                if payload.startswith("card:") and payload[5:].isdigit()
-                else None
-            )
+            choices = [c for c in pending.get("choices", []) if isinstance(c, int)]
+            picked = re.fullmatch(r"card:#([0-9]{1,2})", payload)
+            index = int(picked.group(1)) - 1 if picked else -1
+            card_id: int | None = choices[index] if 0 <= index < len(choices) else None
             if card_id is None:
                 last4 = find_last4(ctx.message.text)
                 card_id = next((c.id for c in cards.values() if c.last4 == last4), None)
@@ -474,7 +499,8 @@ class Assistant:
                 return self._card_confirm(ctx, action, cards[card_id])
             ctx.state.pending = None
             return None
-        card = cards.get(int(pending.get("card_id", -1)))
+        pending_card = pending.get("card_id")
+        card = cards.get(pending_card) if isinstance(pending_card, int) else None
         if card is None:
             ctx.state.pending = None
             return None
@@ -572,6 +598,23 @@ _CATEGORY_AR = {
 }  # fmt: skip
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PAYLOAD = re.compile(r"(?:intent|kb|confirm):[A-Za-z0-9_.-]{1,64}|card:#[0-9]{1,2}|resume")
+
+
+def _clean(msg: InboundMessage) -> InboundMessage:
+    """Drop control characters (databases refuse NUL) and any payload that is not one of ours.
+
+    Payloads come back from buttons we rendered, but a platform user can forge them: anything that is
+    not a known shape is ignored rather than stored or interpreted.
+    """
+    text = _CONTROL.sub("", msg.text)
+    payload = msg.payload if msg.payload and _PAYLOAD.fullmatch(msg.payload) else None
+    if text == msg.text and payload == msg.payload:
+        return msg
+    return replace(msg, text=text, payload=payload)
+
+
 def _short_title(text: str, limit: int = 20) -> str:
     """A quick-reply title within the platforms' 20-character limit, cut at a word."""
     text = " ".join(text.split())
@@ -587,33 +630,8 @@ def _category_label(category: str, language: str) -> str:
     return category
 
 
-def _group_by(items: Sequence[Transaction], key: Callable[[Transaction], K]) -> dict[K, list[Transaction]]:
-    groups: dict[K, list[Transaction]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return groups
-
-
-def _total(txs: Sequence[Transaction]) -> Money:
-    """Sum of the absolute amounts of same-currency transactions."""
-    total = abs(txs[0].amount)
-    for t in txs[1:]:
-        total = total + abs(t.amount)
-    return total
-
-
 def _with_limit(query: TransactionQuery, limit: int) -> TransactionQuery:
-    return TransactionQuery(
-        customer_id=query.customer_id, account_id=query.account_id, merchant=query.merchant, category=query.category,
-        date_from=query.date_from, date_to=query.date_to, debits_only=query.debits_only, limit=max(1, min(limit, 500)),
-    )  # fmt: skip
-
-
-def _debits(query: TransactionQuery) -> TransactionQuery:
-    return TransactionQuery(
-        customer_id=query.customer_id, account_id=query.account_id, merchant=query.merchant, category=query.category,
-        date_from=query.date_from, date_to=query.date_to, debits_only=True, limit=500,
-    )  # fmt: skip
+    return replace(query, limit=max(1, min(limit, 500)))
 
 
 __all__ = ["Assistant", "TurnContext"]

@@ -46,3 +46,15 @@ def format_count(n: int, language: str) -> str:
 
 def text_direction(language: str) -> str:
     return "rtl" if lang_of(language) == "ar" else "ltr"
+
+
+def count_transactions(n: int, language: str) -> str:
+    """ "1 transaction", "5 transactions"; Arabic: عملية واحدة، عمليتان، ٣ عمليات، ١١ عملية."""
+    if lang_of(language) == "ar":
+        if n == 1:
+            return "عملية واحدة"
+        if n == 2:
+            return "عمليتان"
+        noun = "عمليات" if 3 <= n % 100 <= 10 else "عملية"
+        return f"{format_count(n, 'ar')} {noun}"
+    return "1 transaction" if n == 1 else f"{format_count(n, 'en')} transactions"

@@ -14,6 +14,7 @@ from amanah.domain.banking import (
     CardStatus,
     Customer,
     Payee,
+    SpendingTotal,
     Transaction,
     TransactionQuery,
 )
@@ -45,6 +46,10 @@ class CoreBanking(Protocol):
     def balances(self, customer_id: int) -> Sequence[AccountBalance]: ...
 
     def search_transactions(self, query: TransactionQuery) -> Sequence[Transaction]: ...
+
+    def spending(self, query: TransactionQuery) -> Sequence[SpendingTotal]:
+        """All debits matching ``query`` (its ``limit`` ignored) summed per (category, currency)."""
+        ...
 
     def merchants(self, customer_id: int) -> Sequence[str]:
         """Distinct merchant names in the customer's history, for recognising them in messages."""

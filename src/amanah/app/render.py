@@ -8,11 +8,12 @@ guard can audit exactly what left.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from amanah.app.i18n import format_count, format_day, format_money, lang_of
+from amanah.app.i18n import count_transactions, format_count, format_day, format_money, lang_of
 from amanah.app.messages import label, say
 from amanah.domain.banking import TransactionStatus
 from amanah.domain.categories import DataCategory, Treatment
@@ -33,6 +34,7 @@ from amanah.domain.replies import (
     Reply,
     Say,
     SpendingValue,
+    TransactionCount,
     TransactionFilterValue,
     TransactionLine,
     TransactionValue,
@@ -118,8 +120,7 @@ class _Render:
                     text += f" ({label('tx.pending', lang)})"
                 return text
             case SpendingValue(total=total, count=count):
-                counted = label("tx_count_one", lang) if count == 1 else label("tx_count", lang)
-                text = f"{format_money(total, lang)} ({counted.format(n=format_count(count, lang))})"
+                text = f"{format_money(total, lang)} ({count_transactions(count, lang)})"
                 return f"{text} {v.label}" if v.label else text
             case TransactionFilterValue(label=text):
                 return text
@@ -128,6 +129,8 @@ class _Render:
         raise TypeError(f"unrenderable value {v!r}")  # pragma: no cover - exhaustive match above
 
     def arg(self, a: Arg) -> str:
+        if isinstance(a, TransactionCount):
+            return count_transactions(a.n, self.lang)
         if isinstance(a, int):
             return format_count(a, self.lang)
         if isinstance(a, str):
@@ -150,6 +153,23 @@ class _Render:
         raise TypeError(f"unrenderable block {b!r}")  # pragma: no cover
 
 
+def _quick_title(r: _Render, q: QuickReply) -> str:
+    assert q.value is not None
+    if r.treatment(q.value.category).reveals:
+        return r.value(q.value)
+    r.withheld.add(q.value.category)
+    return q.title
+
+
+_SPACES = re.compile(r"[ \t]{2,}")
+_SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+([.:؟?!،,])")
+
+
+def _tidy(line: str) -> str:
+    """Collapse the gaps an empty argument leaves ("no transactions ." -> "no transactions.")."""
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", line)).strip()
+
+
 def _group(iban: str) -> str:
     compact = iban.replace(" ", "")
     return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
@@ -167,10 +187,13 @@ def render(
     passes one that redacts what the detectors find in it, knowing the block's ``origin``).
     """
     r = _Render(treatments, language or reply.language, free_text_filter)
-    lines = [r.block(b) for b in reply.blocks]
+    lines = [_tidy(r.block(b)) for b in reply.blocks]
+    quick = tuple(
+        q if q.value is None else QuickReply(_quick_title(r, q), q.payload) for q in reply.quick_replies
+    )
     return RenderedReply(
         text="\n".join(line for line in lines if line),
-        quick_replies=reply.quick_replies,
+        quick_replies=quick,
         buttons=reply.buttons,
         language=r.lang,
         shown=MappingProxyType(dict(r.shown)),

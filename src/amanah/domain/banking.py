@@ -104,3 +104,12 @@ class TransactionQuery:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= 500:
             raise ValueError("limit must be between 1 and 500")
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingTotal:
+    """Debits of one category in one currency: ``total`` is positive, ``count`` how many."""
+
+    category: str
+    total: Money
+    count: int

@@ -122,7 +122,15 @@ Value = (
     | TransferValue
 )
 
-Arg = Value | str | int
+
+@dataclass(frozen=True, slots=True)
+class TransactionCount:
+    """A number of transactions, written with the language's plural rules. Public: it is a count."""
+
+    n: int
+
+
+Arg = Value | TransactionCount | str | int
 
 # --- blocks -------------------------------------------------------------------------------------
 
@@ -139,7 +147,7 @@ class Say:
 
     def values(self) -> Iterator[Value]:
         for arg in self.args.values():
-            if not isinstance(arg, str | int):
+            if not isinstance(arg, str | int | TransactionCount):
                 yield arg
 
 
@@ -187,10 +195,16 @@ Block = Say | BalanceLine | TransactionLine | CardLine | FreeText
 
 @dataclass(frozen=True, slots=True)
 class QuickReply:
-    """A suggestion button. ``title`` is shown; ``payload`` is what comes back when tapped."""
+    """A suggestion button. ``title`` is shown; ``payload`` is what comes back when tapped.
+
+    When the title shows customer data (a card to choose), it is given as ``value`` instead and the
+    renderer writes it under the channel's treatment, like any other typed value; ``title`` is then
+    the fallback shown when the value is withheld.
+    """
 
     title: str
     payload: str
+    value: CardNumberValue | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +227,9 @@ class Reply:
     def values(self) -> Iterator[Value]:
         for block in self.blocks:
             yield from block.values()
+        for quick in self.quick_replies:
+            if quick.value is not None:
+                yield quick.value
 
     def categories(self) -> frozenset[DataCategory]:
         """Every category this reply carries; ``public`` always (sentences and free text)."""

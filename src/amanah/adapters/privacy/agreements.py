@@ -24,6 +24,9 @@ def _parse(path: Path) -> tuple[Agreement | None, list[str]]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return None, [f"{path.name}: cannot read: {exc}"]
     problems: list[str] = []
+    for table in ("agreement", "categories", "consent"):
+        if not isinstance(data.get(table, {}), dict):
+            return None, [f"{path.name}: [{table}] must be a table"]
     head: dict[str, Any] = data.get("agreement", {})
     try:
         channel = Channel(str(head.get("channel", "")))
@@ -42,6 +45,12 @@ def _parse(path: Path) -> tuple[Agreement | None, list[str]]:
         effective = date.min
     rules: dict[DataCategory, Rule] = {}
     for name, spec in dict(data.get("categories", {})).items():
+        if not isinstance(spec, dict):
+            problems.append(f"{path.name}: category '{name}' must be a table with treatment and purposes")
+            continue
+        if not isinstance(spec.get("purposes", []), list):
+            problems.append(f"{path.name}: category '{name}': purposes must be a list")
+            continue
         try:
             category = DataCategory(name)
         except ValueError:
@@ -62,6 +71,11 @@ def _parse(path: Path) -> tuple[Agreement | None, list[str]]:
         rules[category] = Rule(treatment, purposes)
     consent: dict[str, ConsentText] = {}
     for lang, spec in dict(data.get("consent", {})).items():
+        if not isinstance(spec, dict) or not all(
+            isinstance(spec.get(k, []), list) for k in ("will_see", "will_not_see")
+        ):
+            problems.append(f"{path.name}: [consent.{lang}] must be a table with will_see/will_not_see lists")
+            continue
         consent[lang] = ConsentText(
             title=str(spec.get("title", "")),
             will_see=tuple(str(x) for x in spec.get("will_see", [])),

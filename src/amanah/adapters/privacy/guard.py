@@ -115,6 +115,20 @@ class FreeTextScan:
         return redact(text, hidden) if hidden else text
 
 
+# Which withheld category names a collapsed reply, most specific first.
+_TOPIC_ORDER = (
+    DataCategory.SPENDING_SUMMARY,
+    DataCategory.TRANSACTION_DETAIL,
+    DataCategory.TRANSFER_DETAIL,
+    DataCategory.ACCOUNT_BALANCE,
+    DataCategory.ACCOUNT_IDENTIFIER,
+    DataCategory.CARD_NUMBER,
+    DataCategory.CARD_STATUS,
+    DataCategory.CUSTOMER_CONTACT,
+    DataCategory.CUSTOMER_NAME,
+)
+
+
 class AgreementGuard:
     """The egress guard on the bank's agreement files. See the module docstring.
 
@@ -183,9 +197,20 @@ class AgreementGuard:
 
         text = rendered.text
         buttons = rendered.buttons
-        if customer_id is not None and any(applied[c] is Treatment.SECURE_LINK for c in withheld):
+        typed_withheld = set(rendered.withheld) - set(shown)
+        collapse = channel.is_third_party and bool(typed_withheld)
+        linked = customer_id is not None and any(applied[c] is Treatment.SECURE_LINK for c in withheld)
+        if collapse:
+            # Say what was found, not how it looks: the number of lines, a heading's count or "nothing
+            # found" would each tell the platform something about the withheld data.
+            topic = next((c for c in _TOPIC_ORDER if c in typed_withheld), DataCategory.CUSTOMER_NAME)
+            sentence = "withheld_summary" if linked else "withheld_denied"
+            text = say(sentence, lang).format(topic=label(f"topic.{topic.value}", lang))
+        if linked:
+            assert customer_id is not None
             url = self._mint_withheld(channel, customer_id, reply, lang, withheld)
-            text = f"{text}\n\n{say('withheld_note', lang)}" if text else say("withheld_note", lang)
+            if not collapse:
+                text = f"{text}\n\n{say('withheld_note', lang)}" if text else say("withheld_note", lang)
             buttons = (*buttons, LinkButton(label("btn.secure", lang), url))
 
         return PreparedReply(

@@ -23,6 +23,7 @@ from amanah.domain.banking import (
     CardStatus,
     Customer,
     Payee,
+    SpendingTotal,
     Transaction,
     TransactionQuery,
     TransactionStatus,
@@ -203,25 +204,42 @@ class InMemoryCoreBanking:
 
     def search_transactions(self, query: TransactionQuery) -> Sequence[Transaction]:
         with self._lock:
-            self._require_customer(query.customer_id)
-            owned = {a.id for a in self._accounts.values() if a.customer_id == query.customer_id}
-            if query.account_id is not None and query.account_id not in owned:
-                raise NotFound(f"no account {query.account_id} for this customer")
-            merchant = (query.merchant or "").strip().lower()
-            category = (query.category or "").strip().lower()
-            hits = [
-                tx
-                for tx in self._transactions.values()
-                if tx.account_id in owned
-                and (query.account_id is None or tx.account_id == query.account_id)
-                and (not merchant or merchant in tx.merchant.lower())
-                and (not category or tx.category.lower() == category)
-                and (query.date_from is None or tx.booked_on >= query.date_from)
-                and (query.date_to is None or tx.booked_on <= query.date_to)
-                and (not query.debits_only or tx.amount.is_negative())
-            ]
+            hits = self._matching(query)
             hits.sort(key=lambda tx: (tx.booked_on, tx.id), reverse=True)
             return hits[: query.limit]
+
+    def _matching(self, query: TransactionQuery) -> list[Transaction]:
+        """Transactions matching ``query`` in no particular order; the caller holds the lock."""
+        self._require_customer(query.customer_id)
+        owned = {a.id for a in self._accounts.values() if a.customer_id == query.customer_id}
+        if query.account_id is not None and query.account_id not in owned:
+            raise NotFound(f"no account {query.account_id} for this customer")
+        merchant = (query.merchant or "").strip().lower()
+        category = (query.category or "").strip().lower()
+        hits = [
+            tx
+            for tx in self._transactions.values()
+            if tx.account_id in owned
+            and (query.account_id is None or tx.account_id == query.account_id)
+            and (not merchant or merchant in tx.merchant.lower())
+            and (not category or tx.category.lower() == category)
+            and (query.date_from is None or tx.booked_on >= query.date_from)
+            and (query.date_to is None or tx.booked_on <= query.date_to)
+            and (not query.debits_only or tx.amount.is_negative())
+        ]
+        return hits
+
+    def spending(self, query: TransactionQuery) -> Sequence[SpendingTotal]:
+        everything = replace(query, debits_only=True, limit=1)  # limit is ignored below
+        with self._lock:
+            hits = self._matching(everything)
+        groups: dict[tuple[str, str], list[Transaction]] = {}
+        for tx in hits:
+            groups.setdefault((tx.category, tx.amount.currency.code), []).append(tx)
+        return [
+            SpendingTotal(cat, Money.of_minor(-sum(tx.amount.minor for tx in txs), cur), len(txs))
+            for (cat, cur), txs in sorted(groups.items())
+        ]
 
     def _owned_transactions(self, customer_id: int) -> list[Transaction]:
         self._require_customer(customer_id)

@@ -46,6 +46,7 @@ from amanah.domain.banking import (
     CardStatus,
     Customer,
     Payee,
+    SpendingTotal,
     Transaction,
     TransactionQuery,
     TransactionStatus,
@@ -166,10 +167,38 @@ class SqlCoreBanking:
 
     def search_transactions(self, query: TransactionQuery) -> Sequence[Transaction]:
         t = core_transactions
-        stmt = (
-            select(t)
-            .join(accounts, accounts.c.id == t.c.account_id)
-            .where(accounts.c.customer_id == query.customer_id)
+        stmt = self._filtered(select(t), query)
+        stmt = stmt.order_by(t.c.booked_on.desc(), t.c.id.desc()).limit(query.limit)
+        with self._engine.connect() as conn:
+            self._require_customer(conn, query.customer_id)
+            if query.account_id is not None:
+                self._require_account(conn, query.customer_id, query.account_id)
+            rows = conn.execute(stmt).all()
+        return [_transaction(r) for r in rows]
+
+    def spending(self, query: TransactionQuery) -> Sequence[SpendingTotal]:
+        t = core_transactions
+        stmt = self._filtered(
+            select(t.c.category, t.c.currency, func.sum(t.c.amount_minor), func.count()).where(
+                t.c.amount_minor < 0
+            ),
+            query,
+        ).group_by(t.c.category, t.c.currency)
+        with self._engine.connect() as conn:
+            self._require_customer(conn, query.customer_id)
+            if query.account_id is not None:
+                self._require_account(conn, query.customer_id, query.account_id)
+            rows = conn.execute(stmt).all()
+        return [
+            SpendingTotal(str(cat), Money.of_minor(-int(total), str(cur)), int(n))
+            for cat, cur, total, n in sorted(rows, key=lambda r: (str(r[0]), str(r[1])))
+        ]
+
+    @staticmethod
+    def _filtered(stmt: Any, query: TransactionQuery) -> Any:
+        t = core_transactions
+        stmt = stmt.select_from(t.join(accounts, accounts.c.id == t.c.account_id)).where(
+            accounts.c.customer_id == query.customer_id
         )
         if query.account_id is not None:
             stmt = stmt.where(t.c.account_id == query.account_id)
@@ -186,13 +215,7 @@ class SqlCoreBanking:
             stmt = stmt.where(t.c.booked_on <= query.date_to)
         if query.debits_only:
             stmt = stmt.where(t.c.amount_minor < 0)
-        stmt = stmt.order_by(t.c.booked_on.desc(), t.c.id.desc()).limit(query.limit)
-        with self._engine.connect() as conn:
-            self._require_customer(conn, query.customer_id)
-            if query.account_id is not None:
-                self._require_account(conn, query.customer_id, query.account_id)
-            rows = conn.execute(stmt).all()
-        return [_transaction(r) for r in rows]
+        return stmt
 
     @staticmethod
     def _require_account(conn: Connection, customer_id: int, account_id: int) -> None:

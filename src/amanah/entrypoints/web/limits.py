@@ -32,27 +32,34 @@ class BodySizeLimit:
                     await _reject(send, self.max_bytes)
                     return
         seen = 0
-        started = False
+        overflow = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, overflow
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    overflow = True
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def guarded_send(message: Message) -> None:
+            # A framework may catch the error while parsing and answer 400 itself: it is still a 413.
+            nonlocal replaced
+            if overflow:
+                if message["type"] == "http.response.start" and not replaced:
+                    replaced = True
+                    await _reject(send, self.max_bytes)
+                return
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
-            if not started:
+            if not replaced:
+                replaced = True
                 await _reject(send, self.max_bytes)
 
 
