@@ -81,7 +81,9 @@ def _demo_credentials(anchor: date) -> Sequence[DemoCredential]:
     from amanah.adapters.core.demo import demo_bank
 
     return [
-        DemoCredential(c.username, c.password, f"{c.display_name} ({'العربية' if c.language == 'ar' else 'English'})")
+        DemoCredential(
+            c.username, c.password, f"{c.display_name} ({'العربية' if c.language == 'ar' else 'English'})"
+        )
         for c in demo_bank(anchor).customers
     ]
 
@@ -217,7 +219,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
     return container
 
 
-def build_in_memory(settings: Settings | None = None, *, clock: Clock | None = None, anchor: date | None = None) -> Container:
+def build_in_memory(
+    settings: Settings | None = None, *, clock: Clock | None = None, anchor: date | None = None
+) -> Container:
     """A container on in-memory fakes, seeded with the demo bank: for unit tests and quick demos."""
     from amanah.adapters.clock import SystemClock
     from amanah.adapters.core.demo import demo_bank, load_demo_in_memory

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     messenger_typing: bool = True  # send typing_on before each Messenger reply (best effort)
     worker_lease_s: float = Field(default=30.0, gt=0)  # a crashed worker's conversations wait this long
     outbox_lease_s: float = Field(default=30.0, gt=0)  # a crashed sender's calls become unconfirmed after
-    outbox_echo_wait_s: float = Field(default=5.0, ge=0)  # wait for the echo before re-sending a maybe-sent call
+    outbox_echo_wait_s: float = Field(default=5.0, ge=0)  # wait for an echo before re-sending
     outbox_max_inflight: int = Field(default=64, ge=1)
     graph_timeout_s: float = Field(default=10.0, gt=0)
     admin_token: SecretStr = SecretStr("")  # enables GET /admin/outbox (Authorization: Bearer <token>)

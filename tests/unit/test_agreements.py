@@ -158,5 +158,5 @@ def test_wrongly_shaped_files_are_reported_not_crashed_on(tmp_path: Path, broken
     for f in PACKAGED.glob("*.toml"):
         (tmp_path / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "webchat.toml").write_text(broken, encoding="utf-8")
-    with pytest.raises(ConfigurationError, match="webchat.toml"):
+    with pytest.raises(ConfigurationError, match=r"webchat\.toml"):
         load_agreements(tmp_path)

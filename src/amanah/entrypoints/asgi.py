@@ -41,7 +41,7 @@ def create_app(container: Container) -> FastAPI:
             from amanah.adapters.channels.worker import make_worker
 
             worker = make_worker(container)
-            worker.start()
+            worker.start(in_server=True)
         try:
             yield
         finally:
@@ -51,7 +51,9 @@ def create_app(container: Container) -> FastAPI:
             if writer is not None:
                 await asyncio.to_thread(writer.close)
 
-    app = FastAPI(title="Amanah", version=__version__, docs_url="/api/docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="Amanah", version=__version__, docs_url="/api/docs", redoc_url=None, lifespan=lifespan
+    )
     app.state.container = container
     templates = Jinja2Templates(directory=str(WEB / "templates"))
 
@@ -101,6 +103,8 @@ def create_app(container: Container) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": "internal_error", "detail": "something went wrong; it was logged"}, status_code=500)
+        return JSONResponse(
+            {"error": "internal_error", "detail": "something went wrong; it was logged"}, status_code=500
+        )
 
     return app

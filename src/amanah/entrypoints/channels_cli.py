@@ -22,7 +22,10 @@ import typer
 
 from amanah.settings import Settings
 
-outbox_app = typer.Typer(help="The outbox of Messenger/WhatsApp calls: status, failures, retries, agent notes.", no_args_is_help=True)
+outbox_app = typer.Typer(
+    help="The outbox of Messenger/WhatsApp calls: status, failures, retries, agent notes.",
+    no_args_is_help=True,
+)
 
 _CHANNELS = ("messenger", "whatsapp")
 
@@ -65,7 +68,9 @@ def _container(settings: Settings) -> Any:
 
 
 def worker(
-    processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes to run.")] = 1,
+    processes: Annotated[
+        int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes to run.")
+    ] = 1,
 ) -> None:
     """Run channel workers (inbox -> replies -> outbox -> Graph) beside `amanah serve --no-worker`.
 
@@ -116,7 +121,9 @@ def _run_children(processes: int) -> None:
 def fake_graph(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    record: Annotated[Path | None, typer.Option("--record", help="Append every call to this JSON Lines file.")] = None,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Append every call to this JSON Lines file.")
+    ] = None,
     echo_webhook: Annotated[
         str | None,
         typer.Option(
@@ -126,7 +133,8 @@ def fake_graph(
         ),
     ] = None,
     check_token: Annotated[
-        bool, typer.Option("--check-token/--any-token", help="Refuse tokens other than the configured ones (190).")
+        bool,
+        typer.Option("--check-token/--any-token", help="Refuse tokens other than the configured ones (190)."),
     ] = False,
 ) -> None:
     """A local fake of the Messenger and WhatsApp Send APIs (see GET /_fake/calls)."""
@@ -144,7 +152,9 @@ def fake_graph(
     serve_fake_graph(host, port, record, access_token=token or None, echo=echo)
 
 
-def messenger_event(user_id: str, text: str, *, payload: str | None = None, page_id: str = "1000000000000001") -> bytes:
+def messenger_event(
+    user_id: str, text: str, *, payload: str | None = None, page_id: str = "1000000000000001"
+) -> bytes:
     """A Messenger webhook body with one message (or quick-reply tap) from ``user_id``, now."""
     now = int(time.time() * 1000)
     message: dict[str, Any] = {"mid": f"m_sim_{uuid.uuid4().hex}", "text": text}
@@ -155,12 +165,17 @@ def messenger_event(user_id: str, text: str, *, payload: str | None = None, page
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def whatsapp_event(user_id: str, text: str, *, payload: str | None = None, phone_number_id: str = "400000000000004") -> bytes:
+def whatsapp_event(
+    user_id: str, text: str, *, payload: str | None = None, phone_number_id: str = "400000000000004"
+) -> bytes:
     """A WhatsApp webhook body with one text message (or reply-button tap) from ``user_id``, now."""
     now = int(time.time())
     message: dict[str, Any] = {"from": user_id, "id": f"wamid.sim{uuid.uuid4().hex}", "timestamp": str(now)}
     if payload:
-        message.update(type="interactive", interactive={"type": "button_reply", "button_reply": {"id": payload, "title": text}})
+        message.update(
+            type="interactive",
+            interactive={"type": "button_reply", "button_reply": {"id": payload, "title": text}},
+        )
     else:
         message.update(type="text", text={"body": text})
     value = {
@@ -169,7 +184,10 @@ def whatsapp_event(user_id: str, text: str, *, payload: str | None = None, phone
         "contacts": [{"profile": {"name": "Simulated"}, "wa_id": user_id}],
         "messages": [message],
     }
-    doc = {"object": "whatsapp_business_account", "entry": [{"id": "300000000000003", "changes": [{"field": "messages", "value": value}]}]}
+    doc = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "300000000000003", "changes": [{"field": "messages", "value": value}]}],
+    }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -181,10 +199,16 @@ def _fake_base(graph_url: str) -> str:
 def simulate(
     text: Annotated[str, typer.Argument(help="What the user types.")],
     channel: Annotated[str, typer.Option("--channel", help="messenger or whatsapp.")] = "messenger",
-    user_id: Annotated[str, typer.Option("--user-id", help="The sender's PSID / wa_id.")] = "2000000000000002",
+    user_id: Annotated[
+        str, typer.Option("--user-id", help="The sender's PSID / wa_id.")
+    ] = "2000000000000002",
     payload: Annotated[str | None, typer.Option(help="Send a quick-reply tap with this payload.")] = None,
-    url: Annotated[str | None, typer.Option(help="The server's base URL (default http://AMANAH_HOST:AMANAH_PORT).")] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the reply at the fake Graph API (0: don't).")] = 10.0,
+    url: Annotated[
+        str | None, typer.Option(help="The server's base URL (default http://AMANAH_HOST:AMANAH_PORT).")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the reply at the fake Graph API (0: don't).")
+    ] = 10.0,
 ) -> None:
     """Sign and POST a webhook event to a local server, like Meta would; print the bot's reply."""
     import httpx
@@ -193,21 +217,30 @@ def simulate(
 
     settings = _settings()
     chosen = _channel(channel)
-    secret = (settings.messenger_app_secret if chosen.value == "messenger" else settings.whatsapp_app_secret).get_secret_value()
+    secret = (
+        settings.messenger_app_secret if chosen.value == "messenger" else settings.whatsapp_app_secret
+    ).get_secret_value()
     if not secret:
         _fail(f"set AMANAH_{chosen.value.upper()}_APP_SECRET (the same value as the server's)")
     if chosen.value == "messenger":
         body = messenger_event(user_id, text, payload=payload)
         graph = settings.messenger_graph_url
     else:
-        body = whatsapp_event(user_id, text, payload=payload, phone_number_id=settings.whatsapp_phone_number_id or "400000000000004")
+        body = whatsapp_event(
+            user_id,
+            text,
+            payload=payload,
+            phone_number_id=settings.whatsapp_phone_number_id or "400000000000004",
+        )
         graph = settings.whatsapp_graph_url
     target = (url or settings.base_url).rstrip("/") + f"/webhooks/{chosen.value}"
     fake = _fake_base(graph)
     since = 0
     if wait > 0:
         try:
-            since = max((c["seq"] for c in httpx.get(f"{fake}/_fake/calls", timeout=5.0).json()["calls"]), default=0)
+            since = max(
+                (c["seq"] for c in httpx.get(f"{fake}/_fake/calls", timeout=5.0).json()["calls"]), default=0
+            )
         except (httpx.HTTPError, ValueError, KeyError):
             wait = 0  # no fake Graph API to read the reply from
     try:
@@ -267,7 +300,11 @@ def outbox_status(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     """Counts of inbox events and outbox calls by status."""
     container = _container(_settings())
     runtime = container.channels
-    doc = {"inbox": runtime.inbox.counts(), "outbox": runtime.outbox.counts(), "open_agent_notes": len(runtime.outbox.notes(1000))}
+    doc = {
+        "inbox": runtime.inbox.counts(),
+        "outbox": runtime.outbox.counts(),
+        "open_agent_notes": len(runtime.outbox.notes(1000)),
+    }
     if as_json:
         typer.echo(json.dumps(doc))
         return
@@ -282,7 +319,9 @@ def outbox_status(as_json: Annotated[bool, typer.Option("--json", help="Print JS
 @outbox_app.command("failed")
 def outbox_failed(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
-    held: Annotated[bool, typer.Option("--held/--no-held", help="Also list calls held outside the window.")] = True,
+    held: Annotated[
+        bool, typer.Option("--held/--no-held", help="Also list calls held outside the window.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Calls that failed permanently (or ran out of retries), and held ones: what operators must see."""
@@ -304,7 +343,9 @@ def outbox_failed(
 
 @outbox_app.command("retry")
 def outbox_retry(
-    ids: Annotated[list[int] | None, typer.Argument(help="Outbox row ids (see `amanah outbox failed`).")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Outbox row ids (see `amanah outbox failed`).")
+    ] = None,
     all_failed: Annotated[bool, typer.Option("--all", help="Retry every failed call.")] = False,
 ) -> None:
     """Put failed calls back in the queue (e.g. after fixing an expired access token)."""
@@ -313,6 +354,22 @@ def outbox_retry(
     container = _container(_settings())
     n = container.channels.outbox.retry(None if all_failed else list(ids or []), container.clock.now())
     typer.echo(f"queued {n} call(s) again")
+
+
+@outbox_app.command("purge")
+def outbox_purge(
+    days: Annotated[
+        float, typer.Option(min=2, help="Keep this many days (at least 2: Meta retries for 36 h).")
+    ] = 7,
+) -> None:
+    """Forget processed webhook events and finished calls older than --days (dedup keys stay that long)."""
+    from datetime import timedelta
+
+    container = _container(_settings())
+    before = container.clock.now() - timedelta(days=days)
+    inbox = container.channels.inbox.purge(before)
+    outbox = container.channels.outbox.purge(before)
+    typer.echo(f"purged {inbox} inbox event(s) and {outbox} outbox call(s) older than {days:g} days")
 
 
 @outbox_app.command("notes")
@@ -332,11 +389,20 @@ def bench_messages(
     users: Annotated[int, typer.Option(help="Distinct Messenger users (conversations).")] = 200,
     database_url: Annotated[
         str | None,
-        typer.Option(help="PostgreSQL server URL: the bench creates and drops its own database there. Default: SQLite."),
+        typer.Option(
+            help="PostgreSQL server URL: the bench creates and drops its own database there. Default: SQLite."
+        ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="`amanah worker` processes beside the server (0: the worker runs in the server).")] = 0,
-    echoes: Annotated[bool, typer.Option("--echoes/--no-echoes", help="Let the fake Graph API post message echoes back.")] = False,
-    batch: Annotated[int, typer.Option(help="Events per webhook request (Meta batches; 1 is the worst case).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(help="`amanah worker` processes beside the server (0: the worker runs in the server)."),
+    ] = 0,
+    echoes: Annotated[
+        bool, typer.Option("--echoes/--no-echoes", help="Let the fake Graph API post message echoes back.")
+    ] = False,
+    batch: Annotated[
+        int, typer.Option(help="Events per webhook request (Meta batches; 1 is the worst case).")
+    ] = 1,
     drain: Annotated[float, typer.Option(help="Seconds to wait for the last replies after the load.")] = 60.0,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON summary to this file.")] = None,
 ) -> None:

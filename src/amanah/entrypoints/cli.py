@@ -16,9 +16,13 @@ import typer
 
 from amanah.settings import Settings
 
-app = typer.Typer(help="Amanah: the bank's own assistant for web chat, Messenger and WhatsApp.", no_args_is_help=True)
+app = typer.Typer(
+    help="Amanah: the bank's own assistant for web chat, Messenger and WhatsApp.", no_args_is_help=True
+)
 customer_app = typer.Typer(help="Inspect customers (for operators and tests).", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks: each prints its figures and a JSON summary as the last line.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: each prints its figures and a JSON summary as the last line.", no_args_is_help=True
+)
 eval_app = typer.Typer(help="Quality evaluations.", no_args_is_help=True)
 app.add_typer(customer_app, name="customer")
 app.add_typer(bench_app, name="bench")
@@ -61,9 +65,13 @@ def migrate() -> None:
 
 @app.command()
 def seed(
-    demo: Annotated[bool, typer.Option("--demo", help="Seed the demo bank (customers layla, omar, sara).")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed the demo bank (customers layla, omar, sara).")
+    ] = False,
     reset: Annotated[bool, typer.Option(help="Delete and re-create the demo customers' data.")] = False,
-    anchor: Annotated[str | None, typer.Option(help="Last day of the demo history, YYYY-MM-DD (default today).")] = None,
+    anchor: Annotated[
+        str | None, typer.Option(help="Last day of the demo history, YYYY-MM-DD (default today).")
+    ] = None,
 ) -> None:
     """Load data into the database. Today the only data set is the demo bank (see docs/demo.md)."""
     if not demo:
@@ -81,7 +89,9 @@ def seed(
         created = seed_demo(engine, day, reset=reset)
     finally:
         engine.dispose()
-    typer.echo("seeded the demo bank" if created else "the demo bank is already seeded (use --reset to re-create)")
+    typer.echo(
+        "seeded the demo bank" if created else "the demo bank is already seeded (use --reset to re-create)"
+    )
 
 
 def _parse_day(text: str) -> date:
@@ -97,8 +107,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (AMANAH_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (AMANAH_PORT).")] = None,
     workers_in_process: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="Run the channel worker inside the server.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run the channel worker inside the server (default: AMANAH_RUN_WORKER_IN_SERVER, true).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web chat, webhooks and the bank's pages."""
     import uvicorn
@@ -115,8 +129,12 @@ def serve(
         _fail(f"cannot start: {exc}")
         raise
     _check_schema(container)
-    typer.echo(f"Amanah serving on http://{settings.host}:{settings.port}/  (database {_redact_url(settings.database_url)})")
-    uvicorn.run(create_app(container), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    typer.echo(
+        f"Amanah serving on http://{settings.host}:{settings.port}/  (database {_redact_url(settings.database_url)})"
+    )
+    uvicorn.run(
+        create_app(container), host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
 
 
 @app.command()
@@ -127,7 +145,7 @@ def demo(
     """Migrate, seed the demo bank, and serve: everything a first look needs."""
     migrate()
     seed(demo=True, reset=False, anchor=None)
-    serve(host=host, port=port, workers_in_process=True)
+    serve(host=host, port=port, workers_in_process=None)
 
 
 def _check_schema(container: Any) -> None:
@@ -174,8 +192,14 @@ def customer_show(
             }
             for b in balances
         ],
-        "cards": [{"id": c.id, "last4": c.last4, "brand": c.brand, "status": c.status.value} for c in core.cards(customer.id)],
-        "payees": [{"name": p.name, "iban": p.iban, "bank": p.bank_name, "bic": p.bic} for p in core.payees(customer.id)],
+        "cards": [
+            {"id": c.id, "last4": c.last4, "brand": c.brand, "status": c.status.value}
+            for c in core.cards(customer.id)
+        ],
+        "payees": [
+            {"name": p.name, "iban": p.iban, "bank": p.bank_name, "bic": p.bic}
+            for p in core.payees(customer.id)
+        ],
         "transactions": [
             {
                 "id": t.id,
@@ -200,13 +224,17 @@ def customer_show(
     console.print(f"[bold]{customer.display_name}[/bold] ({customer.username}, {customer.language})")
     table = Table("account", "IBAN", "balance", "available")
     for a in data["accounts"]:
-        table.add_row(a["name"], a["iban"], f"{a['balance']} {a['currency']}", f"{a['available']} {a['currency']}")
+        table.add_row(
+            a["name"], a["iban"], f"{a['balance']} {a['currency']}", f"{a['available']} {a['currency']}"
+        )
     console.print(table)
     for c in data["cards"]:
         console.print(f"card {c['brand']} •••• {c['last4']}: {c['status']}")
     tx_table = Table("date", "merchant", "category", "amount", "status")
     for t in data["transactions"]:
-        tx_table.add_row(t["booked_on"], t["merchant"], t["category"], f"{t['amount']} {t['currency']}", t["status"])
+        tx_table.add_row(
+            t["booked_on"], t["merchant"], t["category"], f"{t['amount']} {t['currency']}", t["status"]
+        )
     console.print(tx_table)
 
 
@@ -227,7 +255,9 @@ def chat(
     try:
         who = container.core.customer_by_username(customer.strip().lower())
     except UnknownCustomer:
-        _fail(f"no customer named {customer!r}; try one from `amanah seed --demo` (layla, omar, sara)", code=1)
+        _fail(
+            f"no customer named {customer!r}; try one from `amanah seed --demo` (layla, omar, sara)", code=1
+        )
         raise
     interactive = sys.stdin.isatty()
     if interactive:
@@ -242,7 +272,9 @@ def chat(
         if not text:
             continue
         try:
-            reply = container.assistant.handle(InboundMessage(Channel.CLI, f"cli:{who.username}", text, customer_id=who.id))
+            reply = container.assistant.handle(
+                InboundMessage(Channel.CLI, f"cli:{who.username}", text, customer_id=who.id)
+            )
         except ValidationError as exc:
             typer.echo(f"! {exc}")
             continue
@@ -331,7 +363,9 @@ def unlink(
 
 @eval_app.command("nlu")
 def eval_nlu(
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with banking77/ and arbanking77/ (optional).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder with banking77/ and arbanking77/ (optional).")
+    ] = None,
 ) -> None:
     """Estimate intent accuracy: cross-validation on the project's examples, and external data if given."""
     from amanah.adapters.nlu.evaluate import evaluate
@@ -394,7 +428,9 @@ def audit_verify(
         else:
             typer.echo(f"the disclosure ledger is intact: {len(records)} record(s)")
         if head is not None:
-            typer.echo(f"head (keep it outside the database; pass it as --anchor later): {head.seq}:{head.hash}")
+            typer.echo(
+                f"head (keep it outside the database; pass it as --anchor later): {head.seq}:{head.hash}"
+            )
     if problems:
         raise typer.Exit(1)
 

@@ -201,7 +201,12 @@ class FakeGraphState:
         for key in ("text", "metadata", "attachment", "quick_replies"):
             if key in message:
                 echoed[key] = message[key]
-        item = {"sender": {"id": target.page_id}, "recipient": {"id": recipient}, "timestamp": ts, "message": echoed}
+        item = {
+            "sender": {"id": target.page_id},
+            "recipient": {"id": recipient},
+            "timestamp": ts,
+            "message": echoed,
+        }
         doc = {"object": "page", "entry": [{"id": target.page_id, "time": ts, "messaging": [item]}]}
         body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         task = asyncio.get_running_loop().create_task(self._post_echo(target, body))

@@ -46,11 +46,12 @@ from amanah.adapters.storage.sql_inbox import ClaimedConversation, InboxItem, Sq
 from amanah.adapters.storage.sql_outbox import QueuedCall, SqlOutbox
 from amanah.app.commands import InboundMessage
 from amanah.app.egress import EgressGuard, PreparedReply
+from amanah.app.messages import label
 from amanah.app.ports import Classifier, Clock
 from amanah.domain.conversation import Channel
 from amanah.domain.errors import ValidationError
 from amanah.domain.intents import Classification
-from amanah.domain.replies import Reply, Say
+from amanah.domain.replies import FreeText, LinkButton, Reply, Say
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class Linking(Protocol):
 
     def unlink(self, channel: Channel, user_id: str, how: Any) -> Any: ...
 
+    def link_url_for(self, msg: InboundMessage) -> str | None: ...
+
 
 class Handles(Protocol):
     def handle(self, msg: InboundMessage) -> Reply: ...
@@ -76,6 +79,8 @@ class _Thread:
     muted: bool
     renewed_at: float  # monotonic time of the last lease renewal
     customer: tuple[int | None] | None = None  # the resolved binding, until a linking event
+    last_id: int = 0  # the conversation's last claimed event: its transaction gives the lease back
+    released: bool = False
 
 
 class LeaseLost(Exception):
@@ -184,7 +189,9 @@ class ChannelPipeline:
 
     def run_once(self, owner: str, *, conversations: int = 50) -> int:
         """Claim and handle one batch of conversations; returns how many events were handled."""
-        claimed = self.inbox.claim(owner, now=self.clock.now(), lease_s=self.lease_s, conversations=conversations)
+        claimed = self.inbox.claim(
+            owner, now=self.clock.now(), lease_s=self.lease_s, conversations=conversations
+        )
         if not claimed:
             return 0
         if self.classifier is not None:
@@ -208,26 +215,32 @@ class ChannelPipeline:
     def process(self, conv: ClaimedConversation, owner: str) -> int:
         """Handle a leased conversation's events in order; stops at the first failure."""
         handled = 0
-        thread = _Thread(conv.muted, time.monotonic())
+        thread = _Thread(conv.muted, time.monotonic(), last_id=conv.items[-1].id if conv.items else 0)
         try:
             for item in conv.items:
                 try:
                     self.handle(item, owner, thread)
                 except LeaseLost:
+                    thread.released = False  # the transaction that would have released it rolled back
                     log.info("lease lost on a %s conversation; another worker continues", conv.channel)
                     return handled
                 except Exception as exc:  # one bad event must not stop the worker
+                    thread.released = False
                     self.stats.failures += 1
                     log.exception("inbox event %s failed", item.id)
                     gave_up = self.inbox.record_failure(
-                        item.id, f"{type(exc).__name__}: {exc}", self.clock.now(), max_attempts=self.max_attempts
+                        item.id,
+                        f"{type(exc).__name__}: {exc}",
+                        self.clock.now(),
+                        max_attempts=self.max_attempts,
                     )
                     if not gave_up:
                         return handled  # keep the order: retry this event before the later ones
                 handled += 1
                 self.stats.events += 1
         finally:
-            self.inbox.release(conv.channel, conv.user_id, owner)
+            if not thread.released:
+                self.inbox.release(conv.channel, conv.user_id, owner)
         return handled
 
     # --- one event ----------------------------------------------------------------------------------
@@ -239,24 +252,41 @@ class ChannelPipeline:
             thread = _Thread(self._muted(event.channel, event.user_id), 0.0)
         if event.is_user_message:
             return self._user_message(item, owner, thread)
+        if event.kind is EventKind.ACCOUNT_LINKING:
+            thread.customer = None  # resolve the binding again for the next message
+            outcome, reply = self._account_linking(event)
+            if reply is not None and not thread.muted:
+                customer_id = (
+                    self.linking.customer_for(event.channel, event.user_id) if self.linking else None
+                )
+                # The person just finished a login flow in the thread: a user action, inside the window.
+                at = _event_time(event, self.clock.now())
+                return self._queue_reply(item, owner, thread, reply, customer_id, outcome, window=True, at=at)
+            now = self.clock.now()
+            with self.outbox.writer.begin() as conn:
+                self._complete(conn, item, owner, outcome, now, thread)
+            return outcome
         now = self.clock.now()
         with self.outbox.writer.begin() as conn:
             outcome = self._state_event(conn, event, now)
             self._complete(conn, item, owner, outcome, now, thread)
-        if event.kind is EventKind.ACCOUNT_LINKING:
-            thread.customer = None  # resolve the binding again for the next message
         if outcome == "human_takeover":
             thread.muted = True
         elif outcome == "control_returned":
             thread.muted = False
         return outcome
 
-    def _complete(self, conn: Any, item: InboxItem, owner: str, outcome: str, now: datetime, thread: _Thread) -> None:
+    def _complete(
+        self, conn: Any, item: InboxItem, owner: str, outcome: str, now: datetime, thread: _Thread
+    ) -> None:
         """Mark the row done; renew the lease when a third of it has passed (False: someone took over)."""
         event = item.event
         if not self.inbox.complete(conn, item.id, outcome, now):
             raise LeaseLost
-        if time.monotonic() - thread.renewed_at > self.lease_s / 3:
+        if item.id == thread.last_id:
+            self.inbox.release(event.channel, event.user_id, owner, conn)
+            thread.released = True  # takes effect with this transaction's commit
+        elif time.monotonic() - thread.renewed_at > self.lease_s / 3:
             until = now + timedelta(seconds=self.lease_s)
             if not self.inbox.renew(conn, event.channel, event.user_id, owner, until):
                 raise LeaseLost
@@ -298,30 +328,53 @@ class ChannelPipeline:
             if event.subtype == "pass_thread_control" and self.our_app_id and event.app_id == self.our_app_id:
                 self.outbox.set_muted(conn, ch, user, False, now)
                 return "control_returned"
-            if event.subtype in ("pass_thread_control", "take_thread_control") and event.app_id != self.our_app_id:
+            if (
+                event.subtype in ("pass_thread_control", "take_thread_control")
+                and event.app_id != self.our_app_id
+            ):
                 self.outbox.set_muted(conn, ch, user, True, now)
                 return "human_takeover"
             return "handover"
-        if kind is EventKind.ACCOUNT_LINKING:
-            return self._account_linking(event, now)
         if kind is EventKind.POLICY:
             log.warning("platform policy enforcement on %s: %s", ch, event.subtype)
             return "policy_alert"
         return "ignored"
 
-    def _account_linking(self, event: InboundEvent, now: datetime) -> str:
+    def _account_linking(self, event: InboundEvent) -> tuple[str, Reply | None]:
+        """Complete or withdraw a Messenger account link; the reply to send, if any (E1, E2, E4)."""
         if self.linking is None:
             log.warning("account_linking event but no linking service is configured")
-            return "linking_unavailable"
+            return "linking_unavailable", None
+        lang = self._language(event)
         if event.linking_status is LinkingStatus.LINKED:
-            if not event.authorization_code:
-                return "link_rejected"
-            result = self.linking.complete_messenger(event.user_id, event.authorization_code, event.occurred_at)
-            return "linked" if result else "link_rejected"
+            bound = None
+            if event.authorization_code:
+                bound = self.linking.complete_messenger(
+                    event.user_id, event.authorization_code, event.occurred_at
+                )
+            if bound:
+                return "linked", Reply((FreeText(_LINKED[lang], "linking"),), language=lang)
+            buttons: tuple[LinkButton, ...] = ()
+            url = self.linking.link_url_for(InboundMessage(event.channel, event.user_id, ""))
+            if url:
+                buttons = (LinkButton(label("btn.link", lang), url),)
+            return "link_rejected", Reply(
+                (FreeText(_LINK_FAILED[lang], "linking"),), buttons=buttons, language=lang
+            )
         from amanah.domain.linking import WithdrawalMethod
 
         self.linking.unlink(event.channel, event.user_id, WithdrawalMethod.PLATFORM)
-        return "unlinked"
+        return "unlinked", None
+
+    def _language(self, event: InboundEvent) -> str:
+        store = getattr(self.assistant, "conversations", None)
+        if store is None:
+            return "en"
+        try:
+            language = str(store.load(event.channel, event.user_id).language)
+        except Exception:  # the language is a nicety: never fail the event for it
+            return "en"
+        return language if language in _LINKED else "en"
 
     def _user_message(self, item: InboxItem, owner: str, thread: _Thread) -> str:
         event = item.event
@@ -342,20 +395,37 @@ class ChannelPipeline:
             reply = self.assistant.handle(msg)
         except ValidationError:
             reply = Reply((Say("error"),))
-        prepared = self.guard.prepare(ch, customer_id, reply)
+        return self._queue_reply(item, owner, thread, reply, customer_id, "replied", window=True, at=at)
+
+    def _queue_reply(
+        self,
+        item: InboxItem,
+        owner: str,
+        thread: _Thread,
+        reply: Reply,
+        customer_id: int | None,
+        outcome: str,
+        *,
+        window: bool,
+        at: datetime | None = None,
+    ) -> str:
+        """The single exit: guard.prepare -> render -> outbox rows + guard.record + inbox done, atomically."""
+        event = item.event
+        prepared = self.guard.prepare(event.channel, customer_id, reply)
         calls = self._calls(item, prepared)
         now = self.clock.now()
         with self.outbox.writer.begin() as conn:
-            self._complete(conn, item, owner, "replied", now, thread)
-            self.outbox.user_message(conn, ch, user, at, now)
+            self._complete(conn, item, owner, outcome, now, thread)
+            if window and at is not None:
+                self.outbox.user_message(conn, event.channel, event.user_id, at, now)
             inserted = self.outbox.enqueue(conn, calls, now)
             for call in calls:
                 if call.key in inserted:
-                    self.guard.record(conn, prepared=prepared, user_id=user, body=call.body, at=now)
+                    self.guard.record(conn, prepared=prepared, user_id=event.user_id, body=call.body, at=now)
         self.stats.replies += 1
         if self.on_queued is not None:
             self.on_queued()
-        return "replied"
+        return outcome
 
     def _muted(self, channel: Channel, user_id: str) -> bool:
         with self.outbox.engine.connect() as conn:
@@ -388,8 +458,18 @@ class ChannelPipeline:
         try:
             requests = adapter.render(outbound)
         except RenderError:
-            log.warning("reply to inbox row %s could not be rendered with its buttons; sending text only", item.id)
-            requests = adapter.render(OutboundMessage(event.channel, event.user_id, texts=(rendered.text,), key=outbound.key, language=rendered.language))
+            log.warning(
+                "reply to inbox row %s could not be rendered with its buttons; sending text only", item.id
+            )
+            requests = adapter.render(
+                OutboundMessage(
+                    event.channel,
+                    event.user_id,
+                    texts=(rendered.text,),
+                    key=outbound.key,
+                    language=rendered.language,
+                )
+            )
         return [
             QueuedCall(
                 key=req.key,
@@ -404,6 +484,16 @@ class ChannelPipeline:
             for req in requests
             if not req.best_effort
         ]
+
+
+_LINKED = {
+    "en": 'Your bank account is now linked to this chat. You can unlink it at any time by typing "unlink".',
+    "ar": "تم ربط حسابك البنكي بهذه المحادثة. يمكنك إلغاء الربط في أي وقت بكتابة «إلغاء الربط».",
+}
+_LINK_FAILED = {
+    "en": "Linking did not work: the link has expired or was already used. Please try again with a new link.",
+    "ar": "لم ينجح الربط: انتهت صلاحية الرابط أو استُخدم من قبل. حاول مرة أخرى برابط جديد.",
+}
 
 
 def _is_link_url(linking: Any, url: str) -> bool:

@@ -11,7 +11,8 @@ one per conversation at most (it only ever takes the head of a conversation's qu
 
 * the messaging window is checked first (:func:`policy.send_decision`): outside it the row is
   ``held`` until the user writes again, and an agent note is written;
-* Messenger replies are preceded by a ``typing_on`` sender action (best effort, not stored);
+* a Messenger reply is preceded by a ``typing_on`` sender action (best effort, not stored; at most
+  one per user every ``typing_every_s`` seconds, so a busy conversation does not double its calls);
 * the stored bytes are POSTed as they are (they are what the disclosure ledger recorded);
 * the outcome is classified by the channel adapter: delivered -> ``sent``; throttling -> the whole
   channel pauses and the row is retried with backoff and jitter; other transient errors -> retried
@@ -137,7 +138,9 @@ class BodyGraphSender(GraphSender):
         url, headers, params = prepared
         headers["Content-Type"] = "application/json"
         try:
-            response = await self._client.request(request.method, url, content=body, headers=headers, params=params)
+            response = await self._client.request(
+                request.method, url, content=body, headers=headers, params=params
+            )
         except httpx.HTTPError as exc:
             from amanah.adapters.channels.sender import outcome_for_exception
 
@@ -182,6 +185,8 @@ class OutboxSender:
         clock: Clock,
         owner: str | None = None,
         typing: bool = True,
+        typing_every_s: float = 10.0,
+        max_connections: int = 16,
         max_inflight: int = 64,
         lease_s: float = 30.0,
         echo_wait_s: float = 5.0,
@@ -198,6 +203,9 @@ class OutboxSender:
         self.clock = clock
         self.owner = owner or new_owner_id("sender")
         self.typing = typing
+        self.typing_every_s = typing_every_s
+        self.max_connections = max_connections
+        self._typed: dict[str, float] = {}  # user -> monotonic time of the last typing_on
         self.max_inflight = max_inflight
         self.lease_s = max(lease_s, timeout_s * 2 + 1)
         self.echo_wait_s = echo_wait_s
@@ -231,7 +239,8 @@ class OutboxSender:
             self.endpoints,
             adapters=self.adapters,
             timeout_s=self.timeout_s,
-            max_connections=max(self.max_inflight * 2, 10),
+            # httpcore checks every pooled connection on each request: keep the pool small.
+            max_connections=self.max_connections,
             transport=self.transport,
         )
 
@@ -317,7 +326,10 @@ class OutboxSender:
             return SendResult(
                 row.id,
                 PENDING,
-                {"next_attempt_at": self.clock.now() + timedelta(seconds=self.backoff_base_s), "error_message": str(exc)[:500]},
+                {
+                    "next_attempt_at": self.clock.now() + timedelta(seconds=self.backoff_base_s),
+                    "error_message": str(exc)[:500],
+                },
             )
 
     async def _send_row(self, client: BodyGraphSender, row: OutboxRow) -> SendResult:
@@ -328,15 +340,37 @@ class OutboxSender:
             return SendResult(
                 row.id,
                 HELD,
-                {"error_action": ErrorAction.WINDOW_CLOSED.value, "error_message": f"not sent: {decision.reason}"},
+                {
+                    "error_action": ErrorAction.WINDOW_CLOSED.value,
+                    "error_message": f"not sent: {decision.reason}",
+                },
                 note=_note_text(row.body),
             )
-        request = SendRequest(row.channel, row.method, row.path, {}, row.key, row.sequence, user_id=row.user_id)
-        if self.typing and row.channel is Channel.MESSENGER and row.sequence == 0 and not row.was_unconfirmed:
+        request = SendRequest(
+            row.channel, row.method, row.path, {}, row.key, row.sequence, user_id=row.user_id
+        )
+        if self._should_type(row):
             for typing in adapter.render(OutboundMessage(row.channel, row.user_id, kind=OutboundKind.TYPING)):
                 await client.send(typing)  # best effort: the outcome does not matter
         outcome = await client.send_body(request, row.body)
         return self._result(row, outcome, self.clock.now())
+
+    def _should_type(self, row: OutboxRow) -> bool:
+        if (
+            not self.typing
+            or row.channel is not Channel.MESSENGER
+            or row.sequence != 0
+            or row.was_unconfirmed
+        ):
+            return False
+        now = time.monotonic()
+        last = self._typed.get(row.user_id)
+        if last is not None and now - last < self.typing_every_s:
+            return False
+        if len(self._typed) > 100_000:
+            self._typed = {u: t for u, t in self._typed.items() if now - t < self.typing_every_s}
+        self._typed[row.user_id] = now
+        return True
 
     def _result(self, row: OutboxRow, outcome: SendOutcome, now: datetime) -> SendResult:
         attempts = row.attempts + 1
@@ -351,7 +385,14 @@ class OutboxSender:
         if outcome.kind is OutcomeKind.DELIVERED:
             self.sent += 1
             return SendResult(
-                row.id, SENT, {"attempts": attempts, "sent_at": now, "message_id": outcome.message_id, "error_action": None}
+                row.id,
+                SENT,
+                {
+                    "attempts": attempts,
+                    "sent_at": now,
+                    "message_id": outcome.message_id,
+                    "error_action": None,
+                },
             )
         if outcome.kind is OutcomeKind.RETRY:
             if attempts >= self.max_attempts:
@@ -362,7 +403,9 @@ class OutboxSender:
             if outcome.action is ErrorAction.AMBIGUOUS:
                 # Maybe delivered: wait for the echo carrying the key before sending it again.
                 return SendResult(
-                    row.id, UNCONFIRMED, {**error, "next_attempt_at": now + timedelta(seconds=max(delay, self.echo_wait_s))}
+                    row.id,
+                    UNCONFIRMED,
+                    {**error, "next_attempt_at": now + timedelta(seconds=max(delay, self.echo_wait_s))},
                 )
             return SendResult(row.id, PENDING, {**error, "next_attempt_at": now + timedelta(seconds=delay)})
         # permanent
@@ -370,7 +413,13 @@ class OutboxSender:
             return SendResult(row.id, HELD, error, note=_note_text(row.body))
         if outcome.action in _CIRCUIT:
             self.paused[row.channel] = time.monotonic() + self.circuit_s
-            log.error("%s: %s (code %s); sending paused for %.0f s", row.channel, outcome.action, outcome.code, self.circuit_s)
+            log.error(
+                "%s: %s (code %s); sending paused for %.0f s",
+                row.channel,
+                outcome.action,
+                outcome.code,
+                self.circuit_s,
+            )
         return SendResult(
             row.id, FAILED, error, unreachable=outcome.action is ErrorAction.RECIPIENT_UNREACHABLE
         )
@@ -379,7 +428,14 @@ class OutboxSender:
 class InboxLoop:
     """Claims conversations and hands them to the pipeline until stopped."""
 
-    def __init__(self, pipeline: ChannelPipeline, *, wake: threading.Event, poll_s: float = 0.05, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: ChannelPipeline,
+        *,
+        wake: threading.Event,
+        poll_s: float = 0.05,
+        owner: str | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.wake = wake
         self.poll_s = poll_s
@@ -403,7 +459,14 @@ class InboxLoop:
 class ChannelWorker:
     """The inbox loop and the outbox sender, each in its own thread. ``start()`` / ``stop()``."""
 
-    def __init__(self, runtime: ChannelRuntime, pipeline: ChannelPipeline, sender: OutboxSender, *, poll_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        runtime: ChannelRuntime,
+        pipeline: ChannelPipeline,
+        sender: OutboxSender,
+        *,
+        poll_s: float = 0.05,
+    ) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
         self.sender = sender
@@ -413,14 +476,17 @@ class ChannelWorker:
         runtime.senders.append(sender)
         pipeline.on_queued = sender.wake
 
-    def start(self) -> None:
-        # The worker threads are CPU-bound; with the default 5 ms GIL switch interval the server's
-        # event loop (the webhook acks) would wait up to 5 ms each time it needs the GIL.
+    def start(self, *, in_server: bool = False) -> None:
         if sys.getswitchinterval() > 0.001:
+            # The threads are CPU-bound. With the default 5 ms GIL switch interval the server's event
+            # loop (the webhook acks) would wait up to 5 ms each time it needs the GIL, and a thread
+            # holding the database's write lock would be held up by the other thread just as long.
             sys.setswitchinterval(0.001)
         self._stop.clear()
         self._threads = [
-            threading.Thread(target=self.inbox_loop.run, args=(self._stop,), name="amanah-inbox", daemon=True),
+            threading.Thread(
+                target=self.inbox_loop.run, args=(self._stop,), name="amanah-inbox", daemon=True
+            ),
             threading.Thread(target=self._run_sender, name="amanah-outbox", daemon=True),
         ]
         for thread in self._threads:

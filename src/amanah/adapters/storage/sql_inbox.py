@@ -16,12 +16,11 @@ queues the reply), so a reply is queued exactly once even if a lease expired und
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import threading
 
 from sqlalchemy import Connection, Engine, and_, bindparam, event, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -64,7 +63,9 @@ def event_document(event: InboundEvent) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
 
-def event_from_row(channel: str, user_id: str, dedup_key: str, timestamp_ms: int, doc: Mapping[str, Any]) -> InboundEvent:
+def event_from_row(
+    channel: str, user_id: str, dedup_key: str, timestamp_ms: int, doc: Mapping[str, Any]
+) -> InboundEvent:
     """Rebuild the :class:`InboundEvent` stored by :func:`event_document`."""
     linking = doc.get("linking")
     return InboundEvent(
@@ -135,7 +136,7 @@ def serialize_sqlite_writes(engine: Engine) -> None:
     if database and database != ":memory:" and not database.startswith("file::memory:"):
         import fcntl
 
-        lock_file = open(f"{database}-amanah.lock", "a+b")  # noqa: SIM115 - held for the process lifetime
+        lock_file = open(f"{database}-amanah.lock", "a+b")
     held = threading.local()
 
     def take(conn: Connection) -> None:
@@ -165,7 +166,9 @@ def serialize_sqlite_writes(engine: Engine) -> None:
 
 def _insert(dialect: str) -> Any:
     if dialect == "postgresql":
-        return postgresql.insert(channel_inbox).on_conflict_do_nothing(index_elements=["channel", "dedup_key"])
+        return postgresql.insert(channel_inbox).on_conflict_do_nothing(
+            index_elements=["channel", "dedup_key"]
+        )
     if dialect == "sqlite":
         return sqlite.insert(channel_inbox).on_conflict_do_nothing(index_elements=["channel", "dedup_key"])
     raise NotImplementedError(f"unsupported database {dialect!r}")  # pragma: no cover
@@ -189,9 +192,23 @@ class SqlInbox:
             .where(i.c.id == bindparam("iid"), i.c.status == PENDING)
             .values(status=DONE, outcome=bindparam("outcome"), processed_at=bindparam("now"), event=None)
         )
+        self._any_pending = select(i.c.id).where(i.c.status == PENDING).limit(1)
+        self._release = (
+            update(t)
+            .where(
+                t.c.channel == bindparam("ch"),
+                t.c.user_id == bindparam("user"),
+                t.c.lease_owner == bindparam("owner"),
+            )
+            .values(lease_owner=None, lease_until=None)
+        )
         self._renew = (
             update(t)
-            .where(t.c.channel == bindparam("ch"), t.c.user_id == bindparam("user"), t.c.lease_owner == bindparam("owner"))
+            .where(
+                t.c.channel == bindparam("ch"),
+                t.c.user_id == bindparam("user"),
+                t.c.lease_owner == bindparam("owner"),
+            )
             .values(lease_until=bindparam("until"))
         )
 
@@ -202,7 +219,9 @@ class SqlInbox:
     # --- writing (webhook hot path) ----------------------------------------------------------------
 
     @staticmethod
-    def rows_for(channel: Channel, events: Iterable[InboundEvent], received_at: datetime) -> list[dict[str, Any]]:
+    def rows_for(
+        channel: Channel, events: Iterable[InboundEvent], received_at: datetime
+    ) -> list[dict[str, Any]]:
         """Insert parameters for ``events`` (built in the request handler, outside any transaction)."""
         return [
             {
@@ -226,7 +245,9 @@ class SqlInbox:
         with self._writer.begin() as conn:
             conn.execute(self._insert, list(rows))
 
-    def add(self, channel: Channel, events: Sequence[InboundEvent], received_at: datetime | None = None) -> None:
+    def add(
+        self, channel: Channel, events: Sequence[InboundEvent], received_at: datetime | None = None
+    ) -> None:
         self.add_many(self.rows_for(channel, events, received_at or datetime.now(UTC)))
 
     # --- claiming ----------------------------------------------------------------------------------
@@ -236,6 +257,11 @@ class SqlInbox:
     ) -> list[ClaimedConversation]:
         """Lease up to ``conversations`` conversations with pending events; return their events."""
         until = now + timedelta(seconds=lease_s)
+        if self._dialect == "sqlite":
+            # Look before taking the write lock: an idle poll must not queue behind the writers.
+            with self._engine.connect() as conn:
+                if conn.execute(self._any_pending).first() is None:
+                    return []
         with self._writer.begin() as conn:
             stmt = (
                 select(channel_inbox.c.channel, channel_inbox.c.user_id)
@@ -316,17 +342,19 @@ class SqlInbox:
 
     def renew(self, conn: Connection, channel: Channel, user_id: str, owner: str, until: datetime) -> bool:
         """Extend the lease in the caller's transaction; False if ``owner`` lost it."""
-        result = conn.execute(self._renew, {"ch": channel.value, "user": user_id, "owner": owner, "until": until})
+        result = conn.execute(
+            self._renew, {"ch": channel.value, "user": user_id, "owner": owner, "until": until}
+        )
         return result.rowcount == 1
 
-    def release(self, channel: Channel, user_id: str, owner: str) -> None:
-        t = channel_threads
-        with self._writer.begin() as conn:
-            conn.execute(
-                update(t)
-                .where(t.c.channel == channel.value, t.c.user_id == user_id, t.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
+    def release(self, channel: Channel, user_id: str, owner: str, conn: Connection | None = None) -> None:
+        """Give the conversation's lease back (in ``conn``'s transaction, or a transaction of its own)."""
+        params = {"ch": channel.value, "user": user_id, "owner": owner}
+        if conn is not None:
+            conn.execute(self._release, params)
+            return
+        with self._writer.begin() as own:
+            own.execute(self._release, params)
 
     # --- completing --------------------------------------------------------------------------------
 

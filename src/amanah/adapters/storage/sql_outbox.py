@@ -122,6 +122,18 @@ class SqlOutbox:
             .where(o.c.channel == bindparam("ch"), o.c.user_id == bindparam("user"), o.c.status == HELD)
             .values(status=PENDING, next_attempt_at=bindparam("now"))
         )
+        self._heads_cache: dict[tuple[str, ...], Any] = {}
+        self._claimed_rows = (
+            select(o, t.c.last_user_message_at)
+            .select_from(o.outerjoin(t, (t.c.channel == o.c.channel) & (t.c.user_id == o.c.user_id)))
+            .where(o.c.id.in_(bindparam("ids", expanding=True)))
+            .order_by(o.c.id)
+        )
+        self._lease_rows = (
+            update(o)
+            .where(o.c.id.in_(bindparam("ids", expanding=True)))
+            .values(status=SENDING, lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+        )
         self._mark_sent = (
             update(o)
             .where(o.c.id == bindparam("rid"), o.c.status == SENDING, o.c.lease_owner == bindparam("owner"))
@@ -172,7 +184,9 @@ class SqlOutbox:
             return {r.key for r in conn.execute(self._enqueue, params[0])}
         return {r.key for r in conn.execute(self._enqueue, params)}
 
-    def user_message(self, conn: Connection, channel: Channel, user_id: str, at: datetime, now: datetime) -> int:
+    def user_message(
+        self, conn: Connection, channel: Channel, user_id: str, at: datetime, now: datetime
+    ) -> int:
         """The user wrote at ``at``: move the window and release this thread's held rows.
 
         Returns how many held rows were released (they are sent before any newer reply).
@@ -186,7 +200,9 @@ class SqlOutbox:
         t = channel_threads
         ins = _upsert(self._dialect, t)
         conn.execute(
-            ins.values(channel=channel.value, user_id=user_id, muted=muted, updated_at=now).on_conflict_do_update(
+            ins.values(
+                channel=channel.value, user_id=user_id, muted=muted, updated_at=now
+            ).on_conflict_do_update(
                 index_elements=["channel", "user_id"], set_={"muted": muted, "updated_at": now}
             )
         )
@@ -221,7 +237,9 @@ class SqlOutbox:
         result = conn.execute(update(o).where(o.c.key == key, o.c.status != DELIVERED).values(**values))
         return result.rowcount == 1
 
-    def confirm_message_ids(self, conn: Connection, channel: Channel, ids: Iterable[str], now: datetime) -> int:
+    def confirm_message_ids(
+        self, conn: Connection, channel: Channel, ids: Iterable[str], now: datetime
+    ) -> int:
         ids = [i for i in ids if i]
         if not ids:
             return 0
@@ -233,7 +251,9 @@ class SqlOutbox:
         )
         return int(result.rowcount or 0)
 
-    def confirm_until(self, conn: Connection, channel: Channel, user_id: str, watermark: datetime, now: datetime) -> int:
+    def confirm_until(
+        self, conn: Connection, channel: Channel, user_id: str, watermark: datetime, now: datetime
+    ) -> int:
         """Every message sent to the user up to ``watermark`` was delivered (delivery watermark)."""
         o = channel_outbox
         result = conn.execute(
@@ -262,42 +282,59 @@ class SqlOutbox:
 
     # --- sending ------------------------------------------------------------------------------------
 
-    def claim(self, owner: str, *, now: datetime, lease_s: float, limit: int, exclude_channels: Iterable[Channel] = ()) -> list[OutboxRow]:
+    def _heads(self, excluded: tuple[str, ...]) -> Any:
+        """The statement selecting due queue heads (built once per set of paused channels)."""
+        stmt = self._heads_cache.get(excluded)
+        if stmt is None:
+            o = channel_outbox
+            p = channel_outbox.alias("p")
+            earlier_open = exists().where(
+                p.c.channel == o.c.channel,
+                p.c.user_id == o.c.user_id,
+                p.c.status.in_(OPEN_OUTBOX_STATUSES),
+                p.c.id < o.c.id,
+            )
+            stmt = (
+                select(o.c.id)
+                .where(
+                    o.c.status.in_((PENDING, UNCONFIRMED)),
+                    o.c.next_attempt_at <= bindparam("now"),
+                    ~earlier_open,
+                )
+                .order_by(o.c.next_attempt_at, o.c.id)
+                .limit(bindparam("lim"))
+            )
+            if excluded:
+                stmt = stmt.where(o.c.channel.not_in(list(excluded)))
+            if self._dialect == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True, of=o)
+            self._heads_cache[excluded] = stmt
+        return stmt
+
+    def claim(
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        lease_s: float,
+        limit: int,
+        exclude_channels: Iterable[Channel] = (),
+    ) -> list[OutboxRow]:
         """Lease the heads of up to ``limit`` conversations whose next row is due."""
-        o = channel_outbox
-        p = channel_outbox.alias("p")
-        earlier_open = exists().where(
-            p.c.channel == o.c.channel,
-            p.c.user_id == o.c.user_id,
-            p.c.status.in_(OPEN_OUTBOX_STATUSES),
-            p.c.id < o.c.id,
-        )
-        stmt = (
-            select(o.c.id)
-            .where(o.c.status.in_((PENDING, UNCONFIRMED)), o.c.next_attempt_at <= now, ~earlier_open)
-            .order_by(o.c.next_attempt_at, o.c.id)
-            .limit(limit)
-        )
-        excluded = [c.value for c in exclude_channels]
-        if excluded:
-            stmt = stmt.where(o.c.channel.not_in(excluded))
-        if self._dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=o)
+        stmt = self._heads(tuple(sorted(c.value for c in exclude_channels)))
+        params = {"now": now, "lim": limit}
+        if self._dialect == "sqlite":
+            # Look before taking the write lock: an idle poll must not queue behind the writers.
+            with self._engine.connect() as conn:
+                if conn.execute(stmt, {"now": now, "lim": 1}).first() is None:
+                    return []
         until = now + timedelta(seconds=lease_s)
-        t = channel_threads
         with self._writer.begin() as conn:
-            ids = [r.id for r in conn.execute(stmt)]
+            ids = [r.id for r in conn.execute(stmt, params)]
             if not ids:
                 return []
-            rows = conn.execute(
-                select(o, t.c.last_user_message_at)
-                .select_from(o.outerjoin(t, (t.c.channel == o.c.channel) & (t.c.user_id == o.c.user_id)))
-                .where(o.c.id.in_(ids))
-                .order_by(o.c.id)
-            ).all()
-            conn.execute(
-                update(o).where(o.c.id.in_(ids)).values(status=SENDING, lease_owner=owner, lease_until=until)
-            )
+            rows = conn.execute(self._claimed_rows, {"ids": ids}).all()
+            conn.execute(self._lease_rows, {"ids": ids, "owner": owner, "until": until})
         return [
             OutboxRow(
                 id=r.id,
@@ -391,7 +428,9 @@ class SqlOutbox:
         """``{channel: {status: n}}``."""
         o = channel_outbox
         with self._engine.connect() as conn:
-            rows = conn.execute(select(o.c.channel, o.c.status, func.count()).group_by(o.c.channel, o.c.status)).all()
+            rows = conn.execute(
+                select(o.c.channel, o.c.status, func.count()).group_by(o.c.channel, o.c.status)
+            ).all()
         out: dict[str, dict[str, int]] = {}
         for channel, status, n in rows:
             out.setdefault(str(channel), {})[str(status)] = int(n)
@@ -402,9 +441,12 @@ class SqlOutbox:
         o = channel_outbox
         cols = [c for c in o.c if c.name not in ("body", "lease_owner", "lease_until")]
         with self._engine.connect() as conn:
-            rows = conn.execute(select(*cols).where(o.c.status.in_(list(statuses))).order_by(o.c.id.desc()).limit(limit)).all()
+            rows = conn.execute(
+                select(*cols).where(o.c.status.in_(list(statuses))).order_by(o.c.id.desc()).limit(limit)
+            ).all()
         return [
-            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r._mapping.items()} for r in rows
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r._mapping.items()}
+            for r in rows
         ]
 
     def retry(self, ids: Sequence[int] | None, now: datetime) -> int:
@@ -419,6 +461,15 @@ class SqlOutbox:
             )
         return int(result.rowcount or 0)
 
+    def purge(self, before: datetime) -> int:
+        """Delete calls that reached a final state (sent, delivered, failed) and were created before ``before``."""
+        o = channel_outbox
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                o.delete().where(o.c.status.in_((SENT, DELIVERED, FAILED)), o.c.created_at < before)
+            )
+        return int(result.rowcount or 0)
+
     def notes(self, limit: int = 100, *, open_only: bool = True) -> list[dict[str, Any]]:
         n = agent_notes
         stmt = select(n).order_by(n.c.id.desc()).limit(limit)
@@ -426,7 +477,10 @@ class SqlOutbox:
             stmt = stmt.where(n.c.resolved_at.is_(None))
         with self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r._mapping.items()} for r in rows]
+        return [
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r._mapping.items()}
+            for r in rows
+        ]
 
 
 def _greatest(dialect: str, a: Any, b: Any) -> Any:

@@ -61,11 +61,15 @@ class GroupCommitWriter:
     raised). While a commit runs, newly submitted rows wait and go together in the next transaction.
     """
 
-    def __init__(self, inbox: SqlInbox, *, on_commit: Callable[[], None] | None = None, max_rows: int = 5000) -> None:
+    def __init__(
+        self, inbox: SqlInbox, *, on_commit: Callable[[], None] | None = None, max_rows: int = 5000
+    ) -> None:
         self.inbox = inbox
         self.on_commit = on_commit
         self.max_rows = max_rows
-        self._queue: deque[tuple[Sequence[Mapping[str, Any]], asyncio.Future[None], asyncio.AbstractEventLoop]] = deque()
+        self._queue: deque[
+            tuple[Sequence[Mapping[str, Any]], asyncio.Future[None], asyncio.AbstractEventLoop]
+        ] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -166,7 +170,14 @@ class WebhookEndpoint:
         self.header = adapter.signature_header.lower().encode("latin-1")
         self._counts = {
             result: WEBHOOK_REQUESTS.labels(channel.value, result)
-            for result in ("ok", "bad_signature", "malformed", "unavailable", "handshake_ok", "handshake_refused")
+            for result in (
+                "ok",
+                "bad_signature",
+                "malformed",
+                "unavailable",
+                "handshake_ok",
+                "handshake_refused",
+            )
         }
         self._events = WEBHOOK_EVENTS.labels(channel.value)
 
