@@ -524,3 +524,24 @@ def test_declared_plain_word_password_is_a_credential() -> None:
 def test_arabic_tanween_after_password_word_is_not_a_secret() -> None:
     """ "لا تشارك كلمة المرور أبداً" (never share your password) is advice, not a password."""
     assert redact("لا تشارك كلمة المرور أبداً مع أحد") == "لا تشارك كلمة المرور أبداً مع أحد"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PIN1234",
+        "pincode 1234",
+        "my pin's 1234",
+        "I set my pin to 1234",
+        "the pin for my card is 1234",
+        "1234 is my pin",
+        "pin: 1 2 3 4",
+        "pw: hunter2",
+        "otp for login is 928301",
+    ],
+)
+def test_more_ways_of_typing_a_credential(text: str) -> None:
+    """Credentials written in the ways customers actually type them are redacted."""
+    redacted = redact(text)
+    assert "[CREDENTIAL]" in redacted
+    assert "1234" not in redacted and "hunter2" not in redacted and "928301" not in redacted

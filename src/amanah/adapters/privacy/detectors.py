@@ -183,7 +183,7 @@ for _cls, _words in (
     ),
     ("swift", "swift bic"),
     ("wire", "bank wire transfer transfers transferred beneficiary remittance payee send sent"),
-    ("cred", "pin cvv cvv2 cvc cvc2 cvn csc otp password passcode passphrase passwd pwd"),
+    ("cred", "pin pincode cvv cvv2 cvc cvc2 cvn csc otp password passcode passphrase passwd pwd pw"),
     ("cur", "dollar dollars bucks pound pounds quid euro euros riyal riyals rial rials"),
     ("cur", "dirham dirhams dinar dinars cent cents pence"),
     # ISO 4217 codes: only when written in capitals ("sar" is also Arabizi for "became")
@@ -377,19 +377,21 @@ _SAUDI_MOBILE_PREFIXED = re.compile(r"(?:966|00966|0)5\d{8}")
 
 # Credentials: a keyword, a few filler words, then the value.
 _CRED_NUMERIC = (
-    r"\bpin(?:\s*(?:code|number|no\.?))?\b|\bcvv2?\b|\bcvc2?\b|\bcvn\b|\bcsc\b|\bsecurity\s+code\b|\botp\b"
+    r"\bpin(?:\s*(?:code|number|no\.?))?(?:\b|(?=\d))|\bpincode\b|\bcvv2?\b|\bcvc2?\b|\bcvn\b|\bcsc\b|\bsecurity\s+code\b|\botp\b"
     r"|\bone[-\s]?time\s+(?:password|passcode|pin|code)\b|\bverification\s+code\b"
     r"|\b(?:auth|authentication|authorisation|authorization|activation|confirmation|sms|2fa)\s+code\b"
     r"|الرقم\s+السري|الرمز\s+السري|رقم\s+سري|رمز\s+سري|رمز\s+التحقق|رمز\s+التفعيل|رمز\s+الدخول"
     r"|كود\s+التحقق|رمز\s+otp|الـ?otp"
 )
-_CRED_SECRET = r"\bpass(?:word|code|phrase)\b|\bpasswd\b|\bpwd\b|كلمة\s+(?:ال)?(?:مرور|سر)|(?:ال)?باسو?ورد"  # noqa: S105
+_CRED_SECRET = r"\bpass(?:word|code|phrase)\b|\bpasswd\b|\bpwd\b|\bpw\b|كلمة\s+(?:ال)?(?:مرور|سر)|(?:ال)?باسو?ورد"  # noqa: S105
 _CRED_GAP = (
-    r"(?:\s*[:=#-]\s*|\s+)(?:(?:is|was|are|my|the|new|code|number|no\.?|هو|هي|الخاص|الخاصة|بي|لي|حقي|تبعي"
-    r"|الجديد|الجديدة|جديد|جديدة)\s*[:=]?\s*){0,3}"
+    r"(?:'s|’s)?(?:\s*[:=#-]\s*|\s+|(?=\d))(?:(?:is|was|are|my|the|new|code|number|no\.?|to|now|for|of|on|card"
+    r"|account|app|login|online|banking|هو|هي|الخاص|الخاصة|بي|لي|حقي|تبعي"
+    r"|الجديد|الجديدة|جديد|جديدة)\s*[:=]?\s*){0,4}"
 )
 _CREDENTIAL = re.compile(
-    rf"(?:(?P<num>{_CRED_NUMERIC}){_CRED_GAP}(?P<numval>\d{{3,8}})(?![\d/:.,]\d|\d)"
+    rf"(?:(?P<num>{_CRED_NUMERIC}){_CRED_GAP}(?P<numval>\d{{3,8}}|\d(?:[ -]\d){{3,7}})(?![\d/:.,]\d|\d)"
+    rf"|(?<![\d.,])(?P<revval>\d{{3,8}})\s+(?:is|was)\s+(?:my|the)\s+(?:new\s+)?(?:{_CRED_NUMERIC})"
     rf"|(?P<sec>{_CRED_SECRET})(?P<secgap>{_CRED_GAP})(?P<secval>[^\s]{{3,64}})"
     rf"|(?<!\w)رمز\s*:?\s*(?P<bareval>\d{{4,8}})(?!\d))",
     re.IGNORECASE,
@@ -633,13 +635,18 @@ def _cards(scan: _Scan, runs: list[re.Match[str]]) -> None:
                 i += 1
 
 
+_GLUED = re.compile(r"\b(?:pin|otp|cvv|cvc)\d{3,8}\b", re.IGNORECASE)  # "PIN1234": no word boundary
+
+
 def _credentials(scan: _Scan) -> None:
-    if "cred" not in scan.flags:
+    if "cred" not in scan.flags and not _GLUED.search(scan.folded):
         return
     t = scan.folded
     for m in _CREDENTIAL.finditer(t):
         if m.group("numval") is not None:
             start, end = m.span("numval")
+        elif m.group("revval") is not None:
+            start, end = m.span("revval")
         elif m.group("bareval") is not None:
             start, end = m.span("bareval")
         else:
