@@ -21,8 +21,9 @@ from amanah.app.ports import (
     KnowledgeBase,
     LinkStore,
 )
+from amanah.domain.errors import ConfigurationError
 from amanah.domain.intents import Intent
-from amanah.settings import Settings
+from amanah.settings import DEV_SESSION_SECRET, Settings
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from amanah.adapters.channels.worker import ChannelRuntime
     from amanah.adapters.privacy.guard import AgreementGuard
     from amanah.app.linking import LinkingService
+    from amanah.app.web_sessions import LoginThrottle, WebSessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class Container:
     extras: dict[str, Any] = field(default_factory=dict)
     linking: LinkingService | None = None  # Messenger/WhatsApp account linking and consent
     channels: ChannelRuntime | None = None  # Messenger/WhatsApp webhooks, inbox, outbox (see worker.py)
+    web_sessions: WebSessions | None = None  # server-side sessions of the bank's site (see webchat.py)
+    login_throttle: LoginThrottle | None = None  # failed-login counting for POST /login
 
 
 def _knowledge(settings: Settings) -> KnowledgeBase:
@@ -167,6 +171,50 @@ def _channels(settings: Settings, engine: Engine | None) -> ChannelRuntime:
     return build_runtime(settings, engine)
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+MIN_SESSION_SECRET_BYTES = 32
+
+
+def check_session_secret(settings: Settings) -> None:
+    """Refuse a default or short session secret, except for a demo on a loopback address.
+
+    The secret signs session cookies and Messenger link states: anyone who knows it could forge them.
+    """
+    secret = settings.session_secret.get_secret_value()
+    weak = secret == DEV_SESSION_SECRET or len(secret.encode("utf-8")) < MIN_SESSION_SECRET_BYTES
+    if not weak:
+        return
+    if settings.demo_mode and settings.host.strip().strip("[]").lower() in LOOPBACK_HOSTS:
+        return
+    raise ConfigurationError(
+        "AMANAH_SESSION_SECRET must be set to a random secret of at least "
+        f"{MIN_SESSION_SECRET_BYTES} bytes (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`); "
+        "the built-in development secret is accepted only in demo mode on a loopback address"
+    )
+
+
+def _web(settings: Settings, clock: Clock, engine: Engine | None) -> tuple[WebSessions, LoginThrottle]:
+    """Server-side web sessions and login throttling (in the database when there is one)."""
+    from amanah.app.web_sessions import LoginFailureStore, LoginThrottle, WebSessions, WebSessionStore
+
+    sessions: WebSessionStore
+    failures: LoginFailureStore
+    if engine is None:
+        from amanah.adapters.storage.memory_web import InMemoryLoginFailureStore, InMemoryWebSessionStore
+
+        sessions, failures = InMemoryWebSessionStore(), InMemoryLoginFailureStore()
+    else:
+        from amanah.adapters.storage.sql_web import SqlLoginFailureStore, SqlWebSessionStore
+
+        sessions, failures = SqlWebSessionStore(engine), SqlLoginFailureStore(engine)
+    return (
+        WebSessions(
+            sessions, clock, idle_s=settings.session_max_age_s, absolute_s=settings.session_absolute_s
+        ),
+        LoginThrottle(failures, clock, secret=settings.session_secret.get_secret_value()),
+    )
+
+
 def _prefetching(classifier: Classifier) -> Classifier:
     from amanah.adapters.channels.pipeline import prefetching
 
@@ -183,12 +231,14 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
     from amanah.entrypoints.web import link, secure, webhooks
 
     settings = settings or Settings()
+    check_session_secret(settings)
     clock = clock or SystemClock(settings.timezone)
     engine = make_engine(settings.database_url)
     guard = _guard(settings, clock, engine)
     core = SqlCoreBanking(engine, now=clock.now)
     conversations = SqlConversationStore(engine, now=clock.now)
     linking = _linking(settings, SqlLinkStore(engine), clock)
+    web_sessions, login_throttle = _web(settings, clock, engine)
     knowledge = _knowledge(settings)
     classifier = _classifier(settings, knowledge)
     container = Container(
@@ -214,6 +264,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
         demo_credentials=_demo_credentials(clock.today()),
         routers=[link.router, secure.router, webhooks.router],
         linking=linking,
+        web_sessions=web_sessions,
+        login_throttle=login_throttle,
         channels=_channels(settings, engine),
     )
     return container
@@ -241,6 +293,7 @@ def build_in_memory(
     conversations = InMemoryConversationStore()
     guard = _guard(settings, clock, None)
     linking = _linking(settings, InMemoryLinkStore(), clock)
+    web_sessions, login_throttle = _web(settings, clock, None)
     knowledge = _knowledge(settings)
     classifier = _classifier(settings, knowledge)
     return Container(
@@ -265,5 +318,7 @@ def build_in_memory(
         demo_credentials=_demo_credentials(clock.today()),
         routers=[link.router, secure.router, webhooks.router],
         linking=linking,
+        web_sessions=web_sessions,
+        login_throttle=login_throttle,
         channels=_channels(settings, None),
     )

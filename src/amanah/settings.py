@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRAPH_API_VERSION = "v23.0"  # pinned Meta Graph API version for the Send APIs
+DEV_SESSION_SECRET = "dev-only-change-me-0123456789abcdef"  # noqa: S105 - refused off loopback
 
 
 class Settings(BaseSettings):
@@ -19,8 +20,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_base_url: str = ""  # the bank's own site as customers reach it; defaults to http://host:port
-    session_secret: SecretStr = SecretStr("dev-only-change-me-0123456789abcdef")
-    session_max_age_s: int = 30 * 60
+    session_secret: SecretStr = SecretStr(DEV_SESSION_SECRET)  # required off loopback (see bootstrap.build)
+    session_max_age_s: int = 30 * 60  # a web session ends after this long without a request
+    session_absolute_s: int = 12 * 3600  # ... and this long after login, whatever the activity
     max_message_chars: int = Field(default=2000, ge=1, le=100_000)
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"

@@ -9,6 +9,7 @@ transaction merchants and amounts, in their usual renderings. None may appear.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -194,7 +195,7 @@ def test_no_financial_value_reaches_messenger(stack: tuple[LiveServer, str]) -> 
         (username, value)
         for username, values in secrets.items()
         for value in values
-        if value and value in everything
+        if value and re.search(rf"(?<![\w.,٫٬]){re.escape(value)}(?![\w]|[.,٫٬]\d)", everything)
     )
     assert leaks == [], f"financial values reached Messenger: {leaks[:20]}"
     # Each customer got real answers (not just errors): their card's last 4 appear masked only.

@@ -139,6 +139,23 @@ def test_bindings_of_lists_only_live_bindings(harness: Harness) -> None:
     assert harness.store.unbind(Channel.WHATSAPP, WA_ID, WithdrawalMethod.WEBSITE, T0) is None
 
 
+def test_unbind_consent_removes_only_the_binding_made_under_that_consent(harness: Harness) -> None:
+    """Withdrawing by consent id needs the owner's id and leaves a newer binding of the user alone."""
+    store = harness.store
+    first = _bind(store, Channel.WHATSAPP, WA_ID, harness.layla)
+    assert store.unbind_consent(first, harness.omar, WithdrawalMethod.WEBSITE, T0) is None  # not omar's
+    second = _bind(store, Channel.WHATSAPP, WA_ID, harness.omar, T0 + timedelta(minutes=1))  # relinked
+    assert store.unbind_consent(first, harness.layla, WithdrawalMethod.WEBSITE, T0) is None
+    live = store.binding(Channel.WHATSAPP, WA_ID)
+    assert live is not None and live.consent_id == second
+    removed = store.unbind_consent(second, harness.omar, WithdrawalMethod.WEBSITE, T0 + timedelta(hours=1))
+    assert removed is not None and removed.consent_id == second
+    assert store.binding(Channel.WHATSAPP, WA_ID) is None
+    [record] = store.consents(harness.omar)
+    assert record.withdrawn_how is WithdrawalMethod.WEBSITE and record.withdrawn_at == T0 + timedelta(hours=1)
+    assert store.consents(harness.layla)[0].withdrawn_how is WithdrawalMethod.RELINKED
+
+
 def test_a_grant_is_redeemed_once_and_never_after_expiry(harness: Harness) -> None:
     """Peeking changes nothing; the first redemption wins; expired grants cannot be redeemed."""
     harness.store.add_grant(_grant("tok-a"))

@@ -6,12 +6,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import amanah
 from amanah.adapters.clock import FixedClock
 from amanah.adapters.privacy.agreements import load_agreements
 from amanah.app.commands import InboundMessage
@@ -208,10 +210,25 @@ def test_accepting_needs_the_sessions_csrf_token_and_same_origin(bank: Bank) -> 
         "/link/messenger", data=fields, headers={"Origin": "https://evil.example"}, follow_redirects=False
     )
     assert cross.status_code == 403
+    framed = bank.client.post(
+        "/link/messenger", data=fields, headers={"Sec-Fetch-Site": "same-site"}, follow_redirects=False
+    )
+    assert framed.status_code == 403
     same = bank.client.post(
         "/link/messenger", data=fields, headers={"Origin": "http://testserver"}, follow_redirects=False
     )
     assert same.status_code == 303 and "authorization_code=" in same.headers["location"]
+
+
+def test_a_real_browser_post_from_our_no_referrer_page_is_accepted(bank: Bank) -> None:
+    """Under our no-referrer policy browsers send Origin: null on our own forms; with the CSRF token
+    and Sec-Fetch-Site: same-origin the consent is accepted."""
+    bank.login("layla")
+    page = bank.client.get(_messenger_url(bank))
+    fields = {k: _unescape(v) for k, v in _form(page.text).items()} | {"decision": "accept"}
+    headers = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    r = bank.client.post("/link/messenger", data=fields, headers=headers, follow_redirects=False)
+    assert r.status_code == 303 and "authorization_code=" in r.headers["location"]
 
 
 def test_a_link_url_too_long_for_login_next_resumes_through_a_cookie(bank: Bank) -> None:
@@ -354,3 +371,93 @@ def test_consent_page_switches_language_on_the_banks_own_site(bank: Bank) -> Non
     assert english.status_code == 200 and 'dir="ltr"' in english.text
     assert load_agreements()[Channel.MESSENGER].consent["en"].title in english.text
     assert 'name="lang" value="en"' in english.text
+
+
+# -- a changed agreement ----------------------------------------------------------------------------
+
+
+def test_a_new_agreement_version_needs_new_consent_before_account_data_flows(
+    bank: Bank, tmp_path: Path
+) -> None:
+    """After the WhatsApp agreement changes, a user who consented to the old one gets no account data
+    and a link button; consenting to the new version on the bank's site restores the service."""
+    layla = bank.customer_id("layla")
+    bank.linking.link_operator(Channel.WHATSAPP, WA_ID, layla)
+    assert _values(bank.say(Channel.WHATSAPP, WA_ID, "what's my balance?"))
+
+    packaged = Path(amanah.__file__).parent / "agreements"
+    for f in packaged.glob("*.toml"):
+        (tmp_path / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    wa = tmp_path / "whatsapp.toml"
+    wa.write_text(wa.read_text(encoding="utf-8").replace('version = "2026-11-01"', 'version = "2027-02-01"'))
+    settings = bank.container.settings.model_copy(update={"agreements_dir": tmp_path})
+    container = build(settings, clock=bank.clock)
+    try:
+        with TestClient(create_app(container)) as client:
+            after = Bank(client, container, bank.clock)
+            reply = after.say(Channel.WHATSAPP, WA_ID, "what's my balance?")
+            assert not _values(reply)
+            [button] = reply.buttons
+            page = client.get(after.login("layla", _path(button.url)))
+            assert page.status_code == 200 and "2027-02-01" in page.text
+            assert _accept(after, page.text, "/link/whatsapp").status_code == 200
+            assert _values(after.say(Channel.WHATSAPP, WA_ID, "what's my balance?"))
+            new, old = after.linking.consents(layla)
+            assert (new.agreement_version, new.active) == ("2027-02-01", True)
+            assert (old.agreement_version, old.withdrawn_how) == ("2026-11-01", WithdrawalMethod.RELINKED)
+    finally:
+        assert container.engine is not None
+        container.engine.dispose()
+
+
+# -- malformed input is a 400, never a 500 -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["abc.².x", "abc.99999999999.é", "abc.١٧٠٠٠٠٠٠٠٠.x", f"{PSID}.1.x\n", ""],
+    ids=["superscript-digit", "non-ascii-mac", "arabic-digits", "newline", "missing"],
+)
+def test_a_malformed_or_missing_state_is_a_400(bank: Bank, state: str) -> None:
+    """Messenger's link with a garbled or absent state gets the clear 400 page, logged in or not."""
+    query = {"account_linking_token": "t", "redirect_uri": REDIRECT, "state": state}
+    url = "/link/messenger?" + urlencode(query)
+    r = bank.client.get(url, follow_redirects=False)
+    assert r.status_code == 400 and "not valid" in r.text
+    bank.login("layla")
+    assert bank.client.get(url, follow_redirects=False).status_code == 400
+    page = bank.client.get(_messenger_url(bank))
+    fields = {k: _unescape(v) for k, v in _form(page.text).items()} | {"decision": "accept", "state": state}
+    posted = bank.client.post("/link/messenger", data=fields, follow_redirects=False)
+    assert posted.status_code == 400 and "location" not in posted.headers
+
+
+def test_a_redirect_uri_off_messengers_callback_path_is_a_400(bank: Bank) -> None:
+    """An allowed host is not enough: the redirect must be Messenger's account-linking callback."""
+    for uri in ("https://www.facebook.com/l.php?u=https://evil.example/", "https://m.facebook.com/x"):
+        assert bank.client.get(_messenger_url(bank, uri), follow_redirects=False).status_code == 400
+
+
+@pytest.mark.parametrize("consent_id", ["²", "١", "1\n", "-1", "1" * 13, "x"])
+def test_a_malformed_consent_id_is_a_400(bank: Bank, consent_id: str) -> None:
+    """The withdraw form with a non-ASCII-digit consent id (and a valid CSRF token) gets 400, not 500."""
+    bank.linking.link_operator(Channel.WHATSAPP, WA_ID, bank.customer_id("layla"))
+    bank.login("layla")
+    csrf = _unescape(_form(bank.client.get("/settings/channels").text)["csrf"])
+    r = bank.client.post(
+        "/settings/channels/unlink", data={"consent_id": consent_id, "csrf": csrf}, follow_redirects=False
+    )
+    assert r.status_code == 400
+    assert bank.linking.binding(Channel.WHATSAPP, WA_ID) is not None
+
+
+# -- sessions ---------------------------------------------------------------------------------------
+
+
+def test_link_pages_refuse_a_logged_out_session(bank: Bank) -> None:
+    """After logout, the consent page sends the same browser back to the login, not to consent."""
+    bank.login("layla")
+    assert bank.client.get(_messenger_url(bank)).status_code == 200
+    bank.client.post("/logout")
+    r = bank.client.get(_messenger_url(bank), follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,6 +74,28 @@ def test_tampered_state_is_refused(service: LinkingService, tamper: str) -> None
         service.check_state(forged)
 
 
+@pytest.mark.parametrize(
+    "state",
+    [
+        None,
+        "",
+        "abc.².x",  # "²".isdigit() is True, but int("²") raises
+        "abc.99999999999.é",  # non-ASCII: hmac.compare_digest raises TypeError on str
+        "2000000000000002.١٧٠٠٠٠٠٠٠٠.x",  # Arabic-Indic digits
+        "2000000000000002\n.1700000000.x",
+        "2000000000000002.1700000000.x\n",
+        "a.b.c",
+        "a.1.b.c",
+        "é.1700000000.x",
+        "2000000000000002.9999999999999999999999.x",
+    ],
+)
+def test_missing_or_malformed_state_is_a_validation_error(service: LinkingService, state: str | None) -> None:
+    """A link without our signed state, or with a malformed one, is refused cleanly (never a crash)."""
+    with pytest.raises(ValidationError):
+        service.check_state(state)
+
+
 def test_state_expires_after_a_day(service: LinkingService, clock: FixedClock) -> None:
     """A link button older than the state's lifetime no longer verifies."""
     state = _query(service.messenger_link_url(PSID))["state"]
@@ -84,13 +108,13 @@ def test_state_expires_after_a_day(service: LinkingService, clock: FixedClock) -
     "uri",
     [
         "https://www.facebook.com/messenger_platform/account_linking/?account_linking_token=x",
-        "https://facebook.com/x",
-        "https://m.messenger.com/x?y=1",
-        "https://www.facebook.com:443/x",
+        "https://facebook.com/messenger_platform/account_linking/",
+        "https://m.messenger.com/messenger_platform/account_linking?y=1",
+        "https://www.facebook.com:443/messenger_platform/account_linking/?account_linking_token=x",
     ],
 )
 def test_allowed_redirect_uris(service: LinkingService, uri: str) -> None:
-    """https URLs on facebook.com / messenger.com and their subdomains are accepted as they are."""
+    """Messenger's account-linking callback on facebook.com / messenger.com (or a subdomain) is accepted."""
     assert service.check_redirect_uri(uri) == uri
 
 
@@ -111,6 +135,10 @@ def test_allowed_redirect_uris(service: LinkingService, uri: str) -> None:
         "javascript:alert(1)//facebook.com",
         "https://facebook.com/x y",
         "https://facebоok.com/x",  # Cyrillic o
+        "https://www.facebook.com/x",  # an allowed host, but not the account-linking callback
+        "https://www.facebook.com/l.php?u=https://evil.example/",  # Facebook's own link redirector
+        "https://www.facebook.com/messenger_platform/account_linking/../../l.php",
+        "https://www.facebook.com/messenger_platform/account_linking/x",
     ],
 )
 def test_foreign_or_malformed_redirect_uris_are_refused(service: LinkingService, uri: str) -> None:
@@ -124,9 +152,9 @@ def test_redirect_hosts_come_from_the_setting(store: InMemoryLinkStore, clock: F
     custom = LinkingService(
         store, load_agreements(), clock, base_url=BASE, secret="s", redirect_hosts=["example.org"]
     )
-    assert custom.check_redirect_uri("https://a.example.org/cb")
+    assert custom.check_redirect_uri("https://a.example.org/messenger_platform/account_linking/")
     with pytest.raises(ValidationError):
-        custom.check_redirect_uri("https://www.facebook.com/cb")
+        custom.check_redirect_uri("https://www.facebook.com/messenger_platform/account_linking/")
 
 
 def test_authorization_code_is_random_opaque_and_stored_hashed(
@@ -270,6 +298,42 @@ def test_unlink_own_only_touches_the_customers_own_bindings(service: LinkingServ
     assert service.consents(7)[0].withdrawn_how is WithdrawalMethod.WEBSITE
 
 
+class RelinkedMeanwhile(InMemoryLinkStore):
+    """A store where, right after a read of a customer's bindings, customer 8 relinks those users
+    (what a concurrent request could do between that read and a later write)."""
+
+    relinked = False
+
+    def bindings_of(self, customer_id: int) -> Sequence[Binding]:
+        found = super().bindings_of(customer_id)
+        for b in found:
+            self.relinked = True
+            self.bind(
+                channel=b.channel,
+                user_id=b.user_id,
+                customer_id=8,
+                agreement_id=b.agreement_id,
+                agreement_version=b.agreement_version,
+                method=ConsentMethod.OPERATOR_CLI,
+                given_at=T0,
+                at=T0,
+            )
+        return found
+
+
+def test_unlink_own_never_removes_a_newer_binding_of_the_same_user(clock: FixedClock) -> None:
+    """Withdrawing consent X from the site removes only the binding made under X, never a relink's."""
+    store = RelinkedMeanwhile()
+    service = LinkingService(store, load_agreements(), clock, base_url=BASE, secret="s")
+    mine = service.link_operator(Channel.MESSENGER, PSID, 7)
+    service.unlink_own(7, mine.consent_id, WithdrawalMethod.WEBSITE)
+    assert service.customer_for(Channel.MESSENGER, PSID) == (8 if store.relinked else None)
+    assert all(c.active for c in service.consents(8))
+    service.link_operator(Channel.MESSENGER, PSID, 8)
+    assert not service.unlink_own(7, mine.consent_id, WithdrawalMethod.WEBSITE)  # X is gone for good
+    assert service.customer_for(Channel.MESSENGER, PSID) == 8
+
+
 def test_unlink_listeners_hear_about_every_withdrawal(service: LinkingService) -> None:
     """Listeners (e.g. the channel worker telling Meta) get the removed binding and how."""
     heard: list[tuple[Binding, WithdrawalMethod]] = []
@@ -282,6 +346,34 @@ def test_unlink_listeners_hear_about_every_withdrawal(service: LinkingService) -
     service.link_operator(Channel.MESSENGER, PSID, 7)
     assert service.unlink(Channel.MESSENGER, PSID, WithdrawalMethod.PLATFORM)
     assert [(b.user_id, how) for b, how in heard] == [(PSID, WithdrawalMethod.PLATFORM)]
+
+
+def test_a_new_agreement_version_suspends_bindings_until_the_customer_consents_again(
+    store: InMemoryLinkStore, clock: FixedClock
+) -> None:
+    """Consent was to one agreement version: after a change the user is unlinked until re-consent."""
+    old = load_agreements()
+    before = LinkingService(store, old, clock, base_url=BASE, secret="test-secret")
+    before.link_operator(Channel.WHATSAPP, WA_ID, 9)
+    m_code = before.issue_authorization_code(9, ALT, psid=PSID)
+    assert before.complete_messenger(PSID, m_code) is not None
+    assert before.customer_for(Channel.WHATSAPP, WA_ID) == 9
+
+    changed = {**old, Channel.WHATSAPP: replace(old[Channel.WHATSAPP], version="2027-01-01")}
+    after = LinkingService(store, changed, clock, base_url=BASE, secret="test-secret")
+    assert after.customer_for(Channel.WHATSAPP, WA_ID) is None  # consented to the old terms only
+    assert after.binding(Channel.WHATSAPP, WA_ID) is not None  # kept, so it can still be withdrawn
+    assert after.customer_for(Channel.MESSENGER, PSID) == 9  # Messenger's agreement did not change
+    url = after.link_url_for(InboundMessage(Channel.WHATSAPP, WA_ID, "balance"))
+    assert url is not None
+
+    token = _query(url)["token"]
+    binding = after.complete_whatsapp(token, 9)  # the customer accepts the new version
+    assert binding is not None and binding.agreement_version == "2027-01-01"
+    assert after.customer_for(Channel.WHATSAPP, WA_ID) == 9
+    new, old_record = [c for c in after.consents(9) if c.channel is Channel.WHATSAPP]
+    assert new.active and new.agreement_version == "2027-01-01"
+    assert old_record.withdrawn_how is WithdrawalMethod.RELINKED
 
 
 def test_operators_cannot_link_first_party_channels(service: LinkingService) -> None:

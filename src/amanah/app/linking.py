@@ -17,8 +17,13 @@ WhatsApp (no linking protocol)::
     -> bank login -> consent page -> accept -> complete_whatsapp(token, customer) -> binding
 
 One-time secrets are 256-bit random, stored only as SHA-256 hashes, single use and short-lived. The
-Messenger ``state`` parameter is an HMAC over the PSID the button was sent to, so a code can only
-complete a link from that PSID.
+Messenger ``state`` parameter is an HMAC over the PSID the button was sent to (and is required), so a
+code can only complete a link from that PSID; ``redirect_uri`` must be Messenger's account-linking
+callback on an allowed host.
+
+A binding stands only while its consent was to the channel's *current* agreement: after the
+agreement changes, :meth:`LinkingService.customer_for` treats the user as unlinked until the customer
+consents to the new version (linking again replaces the old binding, withdrawn as ``relinked``).
 """
 
 from __future__ import annotations
@@ -66,8 +71,12 @@ MESSENGER_LINK_PATH = "/link/messenger"
 WHATSAPP_LINK_PATH = "/link/whatsapp"
 SETTINGS_PATH = "/settings/channels"
 
-_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
-_PSID_RE = re.compile(r"^[A-Za-z0-9_:-]{1,200}$")
+# Messenger's account-linking callback: redirect_uri must be this path on an allowed host.
+MESSENGER_REDIRECT_PATHS = ("/messenger_platform/account_linking/", "/messenger_platform/account_linking")
+
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")  # always fullmatch: "$" would allow a final newline
+_PSID_RE = re.compile(r"[A-Za-z0-9_:-]{1,200}")
+_EXPIRY_RE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True, int("²") raises
 _UNLINK_WORDS = frozenset(
     normalize(w)
     for w in ("unlink", "stop", "unlink me", "unlink my account", "ألغِ الربط", "إلغاء الربط", "الغي الربط")
@@ -110,7 +119,7 @@ def new_secret() -> str:
 
 
 def looks_like_secret(value: str | None) -> bool:
-    return bool(value) and _SECRET_RE.match(value or "") is not None
+    return bool(value) and _SECRET_RE.fullmatch(value or "") is not None
 
 
 def with_query(url: str, **params: str) -> str:
@@ -136,6 +145,7 @@ class LinkingService:
         base_url: str,
         secret: bytes | str,
         redirect_hosts: Iterable[str] = DEFAULT_REDIRECT_HOSTS,
+        redirect_paths: Iterable[str] = MESSENGER_REDIRECT_PATHS,
         code_ttl_s: int = CODE_TTL_S,
         whatsapp_token_ttl_s: int = WHATSAPP_TOKEN_TTL_S,
         state_ttl_s: int = STATE_TTL_S,
@@ -148,6 +158,7 @@ class LinkingService:
         raw = secret.encode("utf-8") if isinstance(secret, str) else secret
         self._state_key = hashlib.sha256(b"amanah-link-state\x00" + raw).digest()
         self.redirect_hosts = tuple(h.strip().lower().strip(".") for h in redirect_hosts if h.strip())
+        self.redirect_paths = frozenset(redirect_paths)
         self.code_ttl = timedelta(seconds=code_ttl_s)
         self.whatsapp_token_ttl = timedelta(seconds=whatsapp_token_ttl_s)
         self.state_ttl_s = state_ttl_s
@@ -178,9 +189,25 @@ class LinkingService:
         return self.store.binding(channel, user_id)
 
     def customer_for(self, channel: Channel, user_id: str) -> int | None:
-        """The customer a platform user is linked to with standing consent, else None."""
+        """The customer a platform user is linked to with standing consent, else None.
+
+        Consent is to one version of the channel's agreement: once the agreement changes, a binding
+        made under another version identifies nobody (the user gets public service only, and the link
+        button leads to consent to the new version) until the customer links again.
+        """
         found = self.store.binding(channel, user_id)
-        return found.customer_id if found is not None else None
+        if found is None or not self.is_current(found):
+            return None
+        return found.customer_id
+
+    def is_current(self, binding: Binding) -> bool:
+        """True if the binding's consent was to the channel's current agreement (id and version)."""
+        agreement = self.agreements.get(Channel(binding.channel))
+        return (
+            agreement is not None
+            and binding.agreement_id == agreement.id
+            and binding.agreement_version == agreement.version
+        )
 
     def bindings(self, customer_id: int) -> Sequence[Binding]:
         return self.store.bindings_of(customer_id)
@@ -244,7 +271,8 @@ class LinkingService:
     # -- Messenger ----------------------------------------------------------------------------
 
     def check_redirect_uri(self, uri: str) -> str:
-        """``uri`` if it is an https URL on an allowed host (or a subdomain); else ValidationError."""
+        """``uri`` if it is Messenger's account-linking callback (https, allowed host or subdomain, the
+        callback path); else ValidationError."""
         if not uri or len(uri) > MAX_REDIRECT_URI or not uri.isascii() or not uri.isprintable() or " " in uri:
             raise ValidationError("redirect_uri is missing or malformed")
         if "\\" in uri:
@@ -259,6 +287,8 @@ class LinkingService:
             raise ValidationError("redirect_uri must be a plain https URL")
         if not any(host == h or host.endswith("." + h) for h in self.redirect_hosts):
             raise ValidationError("redirect_uri points to a host that is not allowed")
+        if parts.path not in self.redirect_paths:
+            raise ValidationError("redirect_uri is not Messenger's account-linking callback")
         return uri
 
     def check_linking_token(self, token: str) -> str:
@@ -270,21 +300,26 @@ class LinkingService:
 
     def _sign_state(self, psid: str, expires: int | None = None) -> str:
         psid = _user_id(psid)
-        if not _PSID_RE.match(psid):
+        if not _PSID_RE.fullmatch(psid):
             raise ValidationError("PSID has unexpected characters")
         exp = expires if expires is not None else int(self.clock.now().timestamp()) + self.state_ttl_s
         mac = hmac.new(self._state_key, f"messenger|{psid}|{exp}".encode(), hashlib.sha256).digest()[:16]
         return f"{psid}.{exp}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
-    def check_state(self, state: str | None) -> str | None:
-        """The PSID a ``state`` was signed for; None when there is no state; ValidationError if forged/stale."""
+    def check_state(self, state: str | None) -> str:
+        """The PSID a ``state`` was signed for; ValidationError if missing, malformed, forged or stale.
+
+        Every link button we send carries a state, so a link without one did not come from our chat.
+        """
         if not state:
-            return None
+            raise ValidationError("state is missing; tap the link button in Messenger again")
         pieces = state.split(".")
-        if len(state) > 300 or len(pieces) != 3 or not pieces[1].isdigit():
+        if len(state) > 300 or not state.isascii() or len(pieces) != 3 or not _EXPIRY_RE.fullmatch(pieces[1]):
             raise ValidationError("state is malformed")
         psid, exp = pieces[0], int(pieces[1])
-        if not _PSID_RE.match(psid) or not hmac.compare_digest(self._sign_state(psid, exp), state):
+        if not _PSID_RE.fullmatch(psid):
+            raise ValidationError("state is malformed")
+        if not hmac.compare_digest(self._sign_state(psid, exp).encode("ascii"), state.encode("ascii")):
             raise ValidationError("state does not verify")
         if exp <= int(self.clock.now().timestamp()):
             raise ValidationError("state has expired; tap the link button in Messenger again")
@@ -426,6 +461,19 @@ class LinkingService:
         """Withdraw consent and remove the binding at once; True if there was one."""
         method = WithdrawalMethod(how)
         removed = self.store.unbind(Channel(channel), user_id, method, at or self.clock.now())
+        return self._unlinked(removed, method)
+
+    def unlink_own(self, customer_id: int, consent_id: int, how: WithdrawalMethod | str) -> bool:
+        """Withdraw one of ``customer_id``'s own bindings by its consent id (the bank's site).
+
+        Only the binding made under that very consent is removed: if the platform user was linked
+        again in the meantime (maybe by someone else), the new binding is left alone.
+        """
+        method = WithdrawalMethod(how)
+        removed = self.store.unbind_consent(consent_id, customer_id, method, self.clock.now())
+        return self._unlinked(removed, method)
+
+    def _unlinked(self, removed: Binding | None, method: WithdrawalMethod) -> bool:
         if removed is None:
             return False
         log.info("%s user unlinked (consent %s, %s)", removed.channel.value, removed.consent_id, method.value)
@@ -435,13 +483,6 @@ class LinkingService:
             except Exception:
                 log.exception("an unlink listener failed")
         return True
-
-    def unlink_own(self, customer_id: int, consent_id: int, how: WithdrawalMethod | str) -> bool:
-        """Withdraw one of ``customer_id``'s own bindings by its consent id (the bank's site)."""
-        for found in self.store.bindings_of(customer_id):
-            if found.consent_id == consent_id:
-                return self.unlink(found.channel, found.user_id, how)
-        return False
 
     def purge_expired(self) -> int:
         """Forget one-time secrets that expired more than a day ago."""

@@ -179,6 +179,13 @@ class LinkStore(Protocol):
         """Remove the binding and withdraw its consent atomically; the removed binding, or None."""
         ...
 
+    def unbind_consent(
+        self, consent_id: int, customer_id: int, how: WithdrawalMethod, at: datetime
+    ) -> Binding | None:
+        """Like :meth:`unbind`, but only the binding made under consent ``consent_id`` of
+        ``customer_id``; None (changing nothing) if that binding no longer exists."""
+        ...
+
     def consents(self, customer_id: int) -> Sequence[ConsentRecord]:
         """Every consent record of the customer, withdrawn ones too, newest first."""
         ...

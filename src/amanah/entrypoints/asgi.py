@@ -21,6 +21,7 @@ from amanah import __version__
 from amanah.bootstrap import Container
 from amanah.domain.errors import AmanahError, Forbidden, NotFound, ValidationError
 from amanah.entrypoints.web import webchat
+from amanah.entrypoints.web.headers import SecurityHeaders
 from amanah.entrypoints.web.limits import BodySizeLimit
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def create_app(container: Container) -> FastAPI:
         https_only=settings.base_url.startswith("https://"),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: every response, 413s included
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
     app.include_router(webchat.router(container, templates))
     for extra in container.routers:

@@ -361,6 +361,25 @@ def unlink(
     typer.echo(f"unlinked {chosen.value} user {user_id.strip()}")
 
 
+@app.command()
+def purge() -> None:
+    """Delete what can no longer be used: expired secure links (they hold the withheld content),
+    expired linking secrets, ended web sessions and old failed logins. Schedule it (cron, hourly)."""
+    from amanah.bootstrap import build
+
+    container = build(_settings())
+    _check_schema(container)
+    now = container.clock.now()
+    links = container.guard.secure_links.purge(now)
+    grants = container.linking.purge_expired() if container.linking is not None else 0
+    sessions = container.web_sessions.purge() if container.web_sessions is not None else 0
+    failures = container.login_throttle.purge() if container.login_throttle is not None else 0
+    typer.echo(
+        f"purged {links} expired secure link(s), {grants} expired link secret(s), "
+        f"{sessions} ended web session(s) and {failures} old failed login(s)"
+    )
+
+
 @eval_app.command("nlu")
 def eval_nlu(
     data_dir: Annotated[
@@ -512,7 +531,13 @@ _register_channel_commands()
 
 
 def main() -> None:
-    app()
+    from amanah.domain.errors import ConfigurationError
+
+    try:
+        app()
+    except ConfigurationError as exc:  # a broken setting or agreement: say what, never a traceback
+        typer.secho(f"cannot start: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

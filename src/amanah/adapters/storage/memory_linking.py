@@ -93,6 +93,16 @@ class InMemoryLinkStore:
         with self._lock:
             return self._withdraw((Channel(channel), user_id), WithdrawalMethod(how), at)
 
+    def unbind_consent(
+        self, consent_id: int, customer_id: int, how: WithdrawalMethod, at: datetime
+    ) -> Binding | None:
+        at = require_aware(at, "at")
+        with self._lock:
+            for key, binding in self._bindings.items():
+                if binding.consent_id == consent_id and binding.customer_id == customer_id:
+                    return self._withdraw(key, WithdrawalMethod(how), at)
+            return None
+
     def consents(self, customer_id: int) -> Sequence[ConsentRecord]:
         with self._lock:
             found = [c for c in self._consents.values() if c.customer_id == customer_id]

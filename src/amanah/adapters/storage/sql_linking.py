@@ -5,7 +5,8 @@ Rules (shared with ``memory_linking.InMemoryLinkStore``; the contract tests hold
 * ``bind`` records the consent and creates the binding in one transaction, serialised per
   (channel, user_id); an existing binding of that user is removed and its consent withdrawn as
   ``relinked`` first.
-* ``unbind`` deletes the binding and withdraws its consent in one transaction. Consent records are
+* ``unbind`` deletes the binding and withdraws its consent in one transaction; ``unbind_consent`` does
+  the same only if the binding is still the one made under that consent, by that customer. Consent records are
   never deleted, and the database refuses any other change to them.
 * ``redeem_grant`` marks a grant used with a single conditional ``UPDATE``: of two concurrent
   redemptions of the same secret, exactly one succeeds.
@@ -179,14 +180,21 @@ class SqlLinkStore:
 
     @staticmethod
     def _withdraw(
-        conn: Connection, channel: Channel, user_id: str, how: WithdrawalMethod, at: datetime
+        conn: Connection,
+        channel: Channel,
+        user_id: str,
+        how: WithdrawalMethod,
+        at: datetime,
+        *,
+        consent_id: int | None = None,
     ) -> Binding | None:
+        """Remove (channel, user_id)'s binding, only if it was made under ``consent_id`` when given."""
         row = conn.execute(
             select(*_BINDING_COLUMNS)
             .select_from(_joined())
             .where(channel_bindings.c.channel == channel.value, channel_bindings.c.user_id == user_id)
         ).first()
-        if row is None:
+        if row is None or (consent_id is not None and row.consent_id != consent_id):
             return None
         deleted = conn.execute(
             channel_bindings.delete().where(channel_bindings.c.consent_id == row.consent_id)
@@ -207,6 +215,25 @@ class SqlLinkStore:
         with self._writer.begin() as conn:
             advisory_lock(conn, f"amanah:link:{channel.value}:{user_id}")
             return self._withdraw(conn, channel, user_id, how, at)
+
+    def unbind_consent(
+        self, consent_id: int, customer_id: int, how: WithdrawalMethod, at: datetime
+    ) -> Binding | None:
+        how = WithdrawalMethod(how)
+        at = require_aware(at, "at")
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                select(channel_bindings.c.channel, channel_bindings.c.user_id).where(
+                    channel_bindings.c.consent_id == consent_id,
+                    channel_bindings.c.customer_id == customer_id,
+                )
+            ).first()
+        if found is None:
+            return None
+        channel = Channel(found.channel)
+        with self._writer.begin() as conn:
+            advisory_lock(conn, f"amanah:link:{channel.value}:{found.user_id}")
+            return self._withdraw(conn, channel, found.user_id, how, at, consent_id=consent_id)
 
     def consents(self, customer_id: int) -> Sequence[ConsentRecord]:
         stmt = (

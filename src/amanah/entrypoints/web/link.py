@@ -1,7 +1,7 @@
 """The bank's own pages for linking Messenger and WhatsApp, and for withdrawing consent.
 
 * ``/link/messenger``: Messenger's ``account_link`` button opens it with ``account_linking_token`` and
-  ``redirect_uri`` (and our signed ``state``). Login, consent, then back to ``redirect_uri`` with a
+  ``redirect_uri`` (Messenger's account-linking callback), and our signed ``state`` (required). Login, consent, then back to ``redirect_uri`` with a
   one-time ``authorization_code`` (accept) or without one (decline).
 * ``/link/whatsapp?token=``: the one-time link sent in a WhatsApp chat. Login, consent, binding.
 * ``/settings/channels``: the customer's linked apps and consent history, with a withdraw button.
@@ -13,7 +13,7 @@ be https on an allowed host: never an open redirect.
 
 from __future__ import annotations
 
-import secrets
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -30,12 +30,13 @@ from amanah.domain.banking import Customer
 from amanah.domain.conversation import Channel
 from amanah.domain.errors import UnknownCustomer, ValidationError
 from amanah.domain.linking import WithdrawalMethod
-from amanah.entrypoints.web.webchat import SESSION_KEY
+from amanah.entrypoints.web.webchat import csrf_ok, csrf_token, end_session, same_origin
+from amanah.entrypoints.web.webchat import current_customer as customer_of
 
-CSRF_KEY = "csrf"
 RESUME_COOKIE = "amanah_link_resume"
 RESUME_MAX_AGE_S = 900
 MAX_NEXT = 500  # the login form accepts a `next` of at most this many characters
+_CONSENT_ID_RE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
 
 PLATFORM = {
     Channel.MESSENGER: {"en": "Facebook Messenger", "ar": "فيسبوك ماسنجر"},
@@ -93,13 +94,13 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
     # -- helpers ------------------------------------------------------------------------------
 
     def current_customer(request: Request) -> Customer | None:
-        cid = request.session.get(SESSION_KEY)
-        if not isinstance(cid, int):
+        cid = customer_of(request, container)
+        if cid is None:
             return None
         try:
             return container.core.customer(cid)
         except UnknownCustomer:
-            request.session.clear()
+            end_session(request, container)
             return None
 
     def guess_lang(request: Request, lang: str | None, customer: Customer | None = None) -> str:
@@ -109,27 +110,8 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
             return lang_of(customer.language)
         return "ar" if request.headers.get("accept-language", "").lower().startswith("ar") else "en"
 
-    def csrf_token(request: Request) -> str:
-        token = request.session.get(CSRF_KEY)
-        if not isinstance(token, str):
-            token = secrets.token_urlsafe(32)
-            request.session[CSRF_KEY] = token
-        return token
-
-    def same_origin(request: Request) -> bool:
-        origin = request.headers.get("origin")
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            return False
-        if origin is None:
-            return True
-        own = {f"{request.url.scheme}://{request.url.netloc}", _origin(settings.base_url)}
-        return origin in own
-
     def post_ok(request: Request, token: str) -> bool:
-        expected = request.session.get(CSRF_KEY)
-        if not isinstance(expected, str) or not token:
-            return False
-        return secrets.compare_digest(expected.encode(), token.encode()) and same_origin(request)
+        return csrf_ok(request, token) and same_origin(request, settings, token_ok=True)
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         lang = str(context.get("lang", "en"))
@@ -208,17 +190,15 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
         query = request.url.query
         return request.url.path + ("?" + query if query else "")
 
-    def messenger_inputs(token: str, redirect_uri: str, state: str) -> str | None:
-        """Validate Messenger's parameters; returns the PSID bound by ``state`` (if any)."""
+    def messenger_inputs(token: str, redirect_uri: str, state: str) -> str:
+        """Validate Messenger's parameters; returns the PSID our signed ``state`` is bound to."""
         assert linking is not None
         linking.check_redirect_uri(redirect_uri)
         linking.check_linking_token(token)
-        return linking.check_state(state or None)
+        return linking.check_state(state)
 
     def messenger_target(token: str, redirect_uri: str, state: str) -> str:
-        query = {"account_linking_token": token, "redirect_uri": redirect_uri}
-        if state:
-            query["state"] = state
+        query = {"account_linking_token": token, "redirect_uri": redirect_uri, "state": state}
         return "/link/messenger?" + urlencode(query)
 
     # -- Messenger ----------------------------------------------------------------------------
@@ -447,17 +427,12 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
             return to_login(request, "/settings/channels", language)
         if not post_ok(request, csrf):
             return problem(request, language, 403, "forbidden")
-        if not consent_id.isdigit():
+        if not _CONSENT_ID_RE.fullmatch(consent_id):
             return problem(request, language, 400, "bad_link")
         removed = linking.unlink_own(customer.id, int(consent_id), WithdrawalMethod.WEBSITE)
         return RedirectResponse(f"/settings/channels?done={'1' if removed else '0'}", status_code=303)
 
     return r
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _without(url: str, name: str) -> str:

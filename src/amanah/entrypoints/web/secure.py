@@ -29,7 +29,7 @@ from amanah.bootstrap import Container
 from amanah.domain.conversation import Channel
 from amanah.domain.errors import UnknownCustomer
 from amanah.domain.text import to_eastern_digits
-from amanah.entrypoints.web.webchat import SESSION_KEY
+from amanah.entrypoints.web.webchat import current_customer
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
     r = APIRouter()
     guard = container.guard
     tz = ZoneInfo(container.settings.timezone)
-
-    def current_customer(request: Request) -> int | None:
-        value = request.session.get(SESSION_KEY)
-        return value if isinstance(value, int) else None
 
     def to_login(request: Request, lang: str) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -96,7 +92,7 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
     @r.get("/secure/{token}", response_class=HTMLResponse, include_in_schema=False)
     def secure_page(request: Request, token: str, lang: str = "en") -> Response:
         lang = lang_of(lang)
-        cid = current_customer(request)
+        cid = current_customer(request, container)
         if cid is None:
             return to_login(request, lang)
         redemption = guard.secure_links.redeem(token, cid, guard.clock.now())
@@ -125,7 +121,7 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
 
     @r.get("/privacy", response_class=HTMLResponse, include_in_schema=False)
     def privacy_page(request: Request, channel: str | None = None, lang: str | None = None) -> Response:
-        cid = current_customer(request)
+        cid = current_customer(request, container)
         if cid is None:
             return to_login(request, lang_of(lang or "en"))
         language = lang_of(lang) if lang else customer_language(cid)
