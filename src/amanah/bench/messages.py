@@ -31,6 +31,7 @@ import hmac
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -169,9 +170,10 @@ def _env(url: str, server_port: int, graph_port: int, workers: int) -> dict[str,
         AMANAH_MESSENGER_VERIFY_TOKEN="bench-verify",  # noqa: S106 - loopback benchmark
         AMANAH_MESSENGER_PAGE_ACCESS_TOKEN=TOKEN,
         AMANAH_MESSENGER_GRAPH_URL=f"http://127.0.0.1:{graph_port}/v23.0",
-        AMANAH_RUN_WORKER_IN_SERVER="false" if workers > 0 else "true",
+        AMANAH_RUN_WORKER_IN_SERVER="false" if workers != 0 else "true",
         AMANAH_LOG_LEVEL="WARNING",
         AMANAH_DEMO_MODE="false",
+        AMANAH_SESSION_SECRET=secrets.token_urlsafe(48),
     )
     return env
 
@@ -441,7 +443,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             backend = "postgresql" if url.startswith("postgres") else "sqlite"
             console.print(
                 f"[bold]bench messages[/bold]: {backend}, rate {config.rate:g}/s for {config.duration:g} s, "
-                f"{config.users} users, workers {config.workers or 'in server'}"
+                f"{config.users} users, workers {config.workers if config.workers >= 0 else 'none (acks only)'}"
             )
             linked = _prepare(url, users)
             server_port, graph_port = _free_port(), _free_port()
@@ -451,7 +453,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             if config.echoes:
                 fake_args += ["--echo-webhook", f"http://127.0.0.1:{server_port}/webhooks/messenger"]
             procs.append(_spawn(fake_args, env, tmp / "fake.log"))
-            serve = ["serve", "--port", str(server_port)] + (["--no-worker"] if config.workers > 0 else [])
+            serve = ["serve", "--port", str(server_port)] + (["--no-worker"] if config.workers != 0 else [])
             procs.append(_spawn(serve, env, tmp / "server.log"))
             if config.workers > 0:
                 procs.append(_spawn(["worker", "--processes", str(config.workers)], env, tmp / "worker.log"))
@@ -501,7 +503,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             n = summary["replies"] or 1
             summary["worker_cpu_ms_per_reply"] = round(processing * 1000 / n, 2)
             summary["server_cpu_ms_per_ack"] = (
-                round(cpu["server"] * 1000 / max(1, load.acked), 3) if config.workers > 0 else None
+                round(cpu["server"] * 1000 / max(1, load.acked), 3) if config.workers != 0 else None
             )
     finally:
         for proc in reversed(procs):

@@ -72,6 +72,12 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(webchat.router(container, templates))
     for extra in container.routers:
         app.include_router(extra(container, templates))
+    fast_paths = container.extras.get("webhook_endpoints")
+    if fast_paths:
+        from amanah.entrypoints.web.webhooks import WebhookFastPath
+
+        # Outermost: webhook acks skip sessions and routing (the body limit still applies first).
+        app.add_middleware(WebhookFastPath, endpoints=fast_paths, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

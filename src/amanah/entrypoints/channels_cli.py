@@ -395,7 +395,11 @@ def bench_messages(
     ] = None,
     workers: Annotated[
         int,
-        typer.Option(help="`amanah worker` processes beside the server (0: the worker runs in the server)."),
+        typer.Option(
+            min=-1,
+            help="`amanah worker` processes beside the server (0: the worker runs in the server; "
+            "-1: no worker at all, to measure the webhook acks alone).",
+        ),
     ] = 0,
     echoes: Annotated[
         bool, typer.Option("--echoes/--no-echoes", help="Let the fake Graph API post message echoes back.")

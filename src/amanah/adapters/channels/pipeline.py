@@ -228,6 +228,9 @@ class ChannelPipeline:
                     thread.released = False
                     self.stats.failures += 1
                     log.exception("inbox event %s failed", item.id)
+                    if item.attempts + 1 >= self.max_attempts and self._apologise(item, owner, thread):
+                        handled += 1
+                        continue
                     gave_up = self.inbox.record_failure(
                         item.id,
                         f"{type(exc).__name__}: {exc}",
@@ -242,6 +245,21 @@ class ChannelPipeline:
             if not thread.released:
                 self.inbox.release(conv.channel, conv.user_id, owner)
         return handled
+
+    def _apologise(self, item: InboxItem, owner: str, thread: _Thread) -> bool:
+        """Last attempt at an event that keeps failing: answer a polite error instead of silence."""
+        if not item.event.needs_reply or thread.muted:
+            return False
+        try:
+            at = _event_time(item.event, self.clock.now())
+            self._queue_reply(
+                item, owner, thread, Reply((Say("error"),)), None, "error_reply", window=True, at=at
+            )
+        except Exception:
+            log.exception("could not even apologise for inbox event %s", item.id)
+            thread.released = False
+            return False
+        return True
 
     # --- one event ----------------------------------------------------------------------------------
 

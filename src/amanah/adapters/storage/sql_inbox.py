@@ -17,6 +17,7 @@ queues the reply), so a reply is queued exactly once even if a lease expired und
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,7 +112,7 @@ class ClaimedConversation:
     muted: bool = False  # a human took over the thread: record, do not answer
 
 
-_SERIALIZED: set[int] = set()
+_SERIALIZED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def serialize_sqlite_writes(engine: Engine) -> None:
@@ -127,16 +128,17 @@ def serialize_sqlite_writes(engine: Engine) -> None:
     Writers that do not go through this engine still meet SQLite's own busy handling. No-op on
     PostgreSQL; idempotent per engine.
     """
-    if engine.dialect.name != "sqlite" or id(engine) in _SERIALIZED:
+    if engine.dialect.name != "sqlite" or engine in _SERIALIZED:
         return
-    _SERIALIZED.add(id(engine))
+    _SERIALIZED.add(engine)
     lock = threading.RLock()
     database = engine.url.database or ""
     lock_file: Any = None
     if database and database != ":memory:" and not database.startswith("file::memory:"):
         import fcntl
 
-        lock_file = open(f"{database}-amanah.lock", "a+b")
+        lock_file = open(f"{database}-amanah.lock", "a+b")  # held as long as the engine
+        weakref.finalize(engine, lock_file.close)
     held = threading.local()
 
     def take(conn: Connection) -> None:

@@ -233,6 +233,31 @@ class WebhookEndpoint:
         await _respond(send, 200, b"EVENT_RECEIVED", _TEXT)
 
 
+class WebhookFastPath:
+    """ASGI middleware sending ``/webhooks/<channel>`` straight to its endpoint, skipping the rest of the
+    app's middleware (sessions, routing, exception handlers): the acknowledgement is the hot path.
+
+    The body limit still applies first (``BodySizeLimit`` wraps each endpoint), so an oversized body is
+    refused with 413 before a byte is hashed. Everything else goes to the app unchanged.
+    """
+
+    def __init__(self, app: Any, *, endpoints: Mapping[str, Any], max_bytes: int) -> None:
+        from amanah.entrypoints.web.limits import BodySizeLimit
+
+        self.app = app
+        self.endpoints = {
+            path: BodySizeLimit(endpoint, max_bytes=max_bytes) for path, endpoint in endpoints.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.endpoints.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def router(container: Container, templates: Jinja2Templates) -> APIRouter:
     """``/webhooks/messenger``, ``/webhooks/whatsapp`` and ``/admin/outbox``."""
     r = APIRouter()
@@ -241,8 +266,11 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
         return r
     writer = GroupCommitWriter(runtime.inbox, on_commit=runtime.notify_inbox)
     container.extras["inbox_writer"] = writer
+    fast_paths: dict[str, WebhookEndpoint] = {}
+    container.extras["webhook_endpoints"] = fast_paths  # for WebhookFastPath (asgi.py)
     for channel in (Channel.MESSENGER, Channel.WHATSAPP):
         endpoint = WebhookEndpoint(channel, runtime.adapter(channel), writer)
+        fast_paths[f"/webhooks/{channel.value}"] = endpoint
         # A class instance is routed as a raw ASGI app (no Request object on the hot path).
         r.add_route(
             f"/webhooks/{channel.value}",
