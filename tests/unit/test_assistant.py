@@ -245,7 +245,9 @@ def test_card_choice_titles_are_typed_and_payloads_opaque(container: Container) 
     c = build_in_memory(clock=FixedClock(datetime(2026, 11, 20, tzinfo=UTC)), anchor=TODAY)
     chat = Chat(c, "layla")
     first = c.core.cards(chat.customer.id)[0]
-    extra = c.core.add_card(chat.customer.id, first.account_id, token="tok_second", last4="9911", brand="Visa")  # type: ignore[attr-defined]
+    extra = c.core.add_card(
+        chat.customer.id, first.account_id, token="tok_second", last4="9911", brand="Visa"
+    )  # type: ignore[attr-defined]
     reply = chat.send("freeze my card")
     assert [q.payload for q in reply.quick_replies] == ["card:#1", "card:#2"]
     web = render(reply, ALLOW_ALL)

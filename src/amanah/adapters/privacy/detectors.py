@@ -383,7 +383,9 @@ _CRED_NUMERIC = (
     r"|الرقم\s+السري|الرمز\s+السري|رقم\s+سري|رمز\s+سري|رمز\s+التحقق|رمز\s+التفعيل|رمز\s+الدخول"
     r"|كود\s+التحقق|رمز\s+otp|الـ?otp"
 )
-_CRED_SECRET = r"\bpass(?:word|code|phrase)\b|\bpasswd\b|\bpwd\b|\bpw\b|كلمة\s+(?:ال)?(?:مرور|سر)|(?:ال)?باسو?ورد"  # noqa: S105
+_CRED_SECRET = (
+    r"\bpass(?:word|code|phrase)\b|\bpasswd\b|\bpwd\b|\bpw\b|كلمة\s+(?:ال)?(?:مرور|سر)|(?:ال)?باسو?ورد"  # noqa: S105
+)
 _CRED_GAP = (
     r"(?:'s|’s)?(?:\s*[:=#-]\s*|\s+|(?=\d))(?:(?:is|was|are|my|the|new|code|number|no\.?|to|now|for|of|on|card"
     r"|account|app|login|online|banking|هو|هي|الخاص|الخاصة|بي|لي|حقي|تبعي"
