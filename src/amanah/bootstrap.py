@@ -221,30 +221,28 @@ def _prefetching(classifier: Classifier) -> Classifier:
     return prefetching(classifier)
 
 
-def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
-    """Wire the production adapters: SQL storage, the built-in core, the packaged NLU and KB."""
-    from amanah.adapters.clock import SystemClock
-    from amanah.adapters.storage.db import make_engine
-    from amanah.adapters.storage.sql_conversations import SqlConversationStore
-    from amanah.adapters.storage.sql_core import SqlAuthenticator, SqlCoreBanking
-    from amanah.adapters.storage.sql_linking import SqlLinkStore
+def _assemble(
+    settings: Settings,
+    clock: Clock,
+    *,
+    core: CoreBanking,
+    auth: Authenticator,
+    conversations: ConversationStore,
+    link_store: LinkStore,
+    engine: Engine | None,
+) -> Container:
+    """Everything above storage is wired the same way whatever the storage: this is that wiring."""
     from amanah.entrypoints.web import link, secure, webhooks
 
-    settings = settings or Settings()
-    check_session_secret(settings)
-    clock = clock or SystemClock(settings.timezone)
-    engine = make_engine(settings.database_url)
     guard = _guard(settings, clock, engine)
-    core = SqlCoreBanking(engine, now=clock.now)
-    conversations = SqlConversationStore(engine, now=clock.now)
-    linking = _linking(settings, SqlLinkStore(engine), clock)
+    linking = _linking(settings, link_store, clock)
     web_sessions, login_throttle = _web(settings, clock, engine)
     knowledge = _knowledge(settings)
     classifier = _classifier(settings, knowledge)
-    container = Container(
+    return Container(
         settings=settings,
         core=core,
-        auth=SqlAuthenticator(engine),
+        auth=auth,
         conversations=conversations,
         knowledge=knowledge,
         classifier=classifier,
@@ -268,7 +266,29 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Co
         login_throttle=login_throttle,
         channels=_channels(settings, engine),
     )
-    return container
+
+
+def build(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
+    """Wire the production adapters: SQL storage, the built-in core, the packaged NLU and KB."""
+    from amanah.adapters.clock import SystemClock
+    from amanah.adapters.storage.db import make_engine
+    from amanah.adapters.storage.sql_conversations import SqlConversationStore
+    from amanah.adapters.storage.sql_core import SqlAuthenticator, SqlCoreBanking
+    from amanah.adapters.storage.sql_linking import SqlLinkStore
+
+    settings = settings or Settings()
+    check_session_secret(settings)
+    clock = clock or SystemClock(settings.timezone)
+    engine = make_engine(settings.database_url)
+    return _assemble(
+        settings,
+        clock,
+        core=SqlCoreBanking(engine, now=clock.now),
+        auth=SqlAuthenticator(engine),
+        conversations=SqlConversationStore(engine, now=clock.now),
+        link_store=SqlLinkStore(engine),
+        engine=engine,
+    )
 
 
 def build_in_memory(
@@ -283,42 +303,18 @@ def build_in_memory(
         InMemoryCoreBanking,
     )
     from amanah.adapters.storage.memory_linking import InMemoryLinkStore
-    from amanah.entrypoints.web import link, secure, webhooks
 
     settings = settings or Settings(database_url="sqlite://")
     clock = clock or SystemClock(settings.timezone)
     core = InMemoryCoreBanking()
     auth = InMemoryAuthenticator(core)
     load_demo_in_memory(demo_bank(anchor or clock.today()), core, auth)
-    conversations = InMemoryConversationStore()
-    guard = _guard(settings, clock, None)
-    linking = _linking(settings, InMemoryLinkStore(), clock)
-    web_sessions, login_throttle = _web(settings, clock, None)
-    knowledge = _knowledge(settings)
-    classifier = _classifier(settings, knowledge)
-    return Container(
-        settings=settings,
+    return _assemble(
+        settings,
+        clock,
         core=core,
         auth=auth,
-        conversations=conversations,
-        knowledge=knowledge,
-        classifier=classifier,
-        clock=clock,
-        assistant=_assistant(
-            settings,
-            core,
-            conversations,
-            _prefetching(classifier),
-            knowledge,
-            clock,
-            link_url_for=linking.link_url_for,
-            handlers={Intent.UNLINK: linking.handle_unlink, Intent.PRIVACY_REPORT: _privacy_report(guard)},
-        ),
-        guard=guard,
-        demo_credentials=_demo_credentials(clock.today()),
-        routers=[link.router, secure.router, webhooks.router],
-        linking=linking,
-        web_sessions=web_sessions,
-        login_throttle=login_throttle,
-        channels=_channels(settings, None),
+        conversations=InMemoryConversationStore(),
+        link_store=InMemoryLinkStore(),
+        engine=None,
     )
