@@ -8,6 +8,7 @@ lists). Timestamps are timezone-aware UTC; a naive ``Turn.at`` is refused with `
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -92,22 +93,8 @@ class SqlConversationStore:
 
     @staticmethod
     def _upsert(conn: Connection, values: dict[str, Any], *, created_at: datetime) -> int:
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            insert_pg = postgresql.insert(conversations).values(**values, created_at=created_at)
-            stmt = insert_pg.on_conflict_do_update(
-                index_elements=["channel", "user_id"],
-                set_={k: insert_pg.excluded[k] for k in values if k not in ("channel", "user_id")},
-            ).returning(conversations.c.id)
-        elif dialect == "sqlite":
-            insert_lite = sqlite.insert(conversations).values(**values, created_at=created_at)
-            stmt = insert_lite.on_conflict_do_update(
-                index_elements=["channel", "user_id"],
-                set_={k: insert_lite.excluded[k] for k in values if k not in ("channel", "user_id")},
-            ).returning(conversations.c.id)
-        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-            raise NotImplementedError(f"unsupported database {dialect!r}")
-        return int(conn.execute(stmt).scalar_one())
+        stmt = _upsert_statement(conn.dialect.name)
+        return int(conn.execute(stmt, {**values, "created_at": created_at}).scalar_one())
 
     def turns(self, channel: Channel, user_id: str, limit: int = 50) -> Sequence[Turn]:
         if limit < 1:
@@ -143,3 +130,21 @@ class SqlConversationStore:
         )
         with self._engine.connect() as conn:
             return [_state(r) for r in conn.execute(stmt).all()]
+
+
+_UPDATED_ON_CONFLICT = ("customer_id", "language", "status", "pending", "updated_at")
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """The conversation upsert, built once per dialect (values are bound at execution)."""
+    if dialect == "postgresql":
+        insert_stmt: Any = postgresql.insert(conversations)
+    elif dialect == "sqlite":
+        insert_stmt = sqlite.insert(conversations)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise NotImplementedError(f"unsupported database {dialect!r}")
+    return insert_stmt.on_conflict_do_update(
+        index_elements=["channel", "user_id"],
+        set_={k: insert_stmt.excluded[k] for k in _UPDATED_ON_CONFLICT},
+    ).returning(conversations.c.id)
