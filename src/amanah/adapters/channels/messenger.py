@@ -70,27 +70,9 @@ CAPABILITIES = Capabilities(
 )
 
 _HANDOVER_KEYS = ("pass_thread_control", "take_thread_control", "request_thread_control", "app_roles")
-_ALSO = {"en": "Also:", "ar": "أيضاً:"}
-
-
-def _str(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _ms(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
+_ALSO = meta.ALSO
+_str = meta.json_str
+_ms = meta.json_int
 
 
 def _attachments(items: Sequence[Any]) -> tuple[Attachment, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -146,7 +147,34 @@ def _int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    text = value.strip() if isinstance(value, str) else ""
+    if text and _ASCII_INT.fullmatch(text):
+        return int(text)
+    return None
+
+
+_ASCII_INT = re.compile(r"-?[0-9]{1,19}")
+ALSO = {"en": "Also:", "ar": "أيضاً:"}  # heads the suggestions a platform cannot show as buttons
+
+
+def json_str(value: object) -> str | None:
+    """A JSON id or text field as a string (platforms send some ids as numbers)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def json_int(value: object) -> int | None:
+    """A non-negative JSON integer, possibly sent as a string of ASCII digits ("²" is not a number)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         return int(value)
     return None
 

@@ -68,25 +68,13 @@ CAPABILITIES = Capabilities(
 
 _MEDIA_TYPES = ("image", "audio", "video", "document", "sticker", "voice")
 _LIST_LABEL = {"en": "Options", "ar": "الخيارات"}
-_ALSO = {"en": "Also:", "ar": "أيضاً:"}
-
-
-def _str(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+_ALSO = meta.ALSO
+_str = meta.json_str
 
 
 def _seconds_to_ms(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value * 1000
-    if isinstance(value, str) and value.isdigit():
-        return int(value) * 1000
-    return None
+    seconds = meta.json_int(value)
+    return None if seconds is None else seconds * 1000
 
 
 class WhatsAppAdapter:
