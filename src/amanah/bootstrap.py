@@ -259,7 +259,7 @@ def _assemble(
         ),
         guard=guard,
         engine=engine,
-        demo_credentials=_demo_credentials(clock.today()),
+        demo_credentials=_demo_credentials(clock.today()) if settings.demo_mode else (),
         routers=[link.router, secure.router, webhooks.router],
         linking=linking,
         web_sessions=web_sessions,
