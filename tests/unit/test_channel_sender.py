@@ -1,5 +1,5 @@
-"""GraphSender / SyncGraphSender against the fake Graph: in-process (ASGITransport) and over a real
-loopback socket with uvicorn (conformance F7, G4/G6/G7/G8 transport parts)."""
+"""GraphSender (aiohttp) against the fake Graph API served by uvicorn on a loopback socket
+(conformance F7, G4/G6/G7/G8 transport parts)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from amanah.adapters.channels.messenger import MessengerAdapter
 from amanah.adapters.channels.sender import (
     GraphEndpoint,
     GraphSender,
-    SyncGraphSender,
     endpoints_from_settings,
 )
 from amanah.adapters.channels.whatsapp import WhatsAppAdapter
@@ -64,13 +64,30 @@ def wa_request() -> SendRequest:
     return request
 
 
-def in_process(app: FakeGraphApp, **kwargs: object) -> GraphSender:
-    return GraphSender(
-        endpoints("http://fake-graph"),
-        adapters=ADAPTERS,
-        transport=httpx.ASGITransport(app=app),
-        **kwargs,  # type: ignore[arg-type]
-    )
+@contextmanager
+def served(app: FakeGraphApp) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def sender_for(base: str, **kwargs: object) -> GraphSender:
+    return GraphSender(endpoints(base), adapters=ADAPTERS, **kwargs)  # type: ignore[arg-type]
 
 
 async def _send_all(sender: GraphSender, requests: list[SendRequest]) -> list[SendOutcome]:
@@ -81,7 +98,8 @@ async def _send_all(sender: GraphSender, requests: list[SendRequest]) -> list[Se
 def test_delivers_both_channels_with_bearer_token_and_proof() -> None:
     """F7: delivered with ids; the token travels as a Bearer header, never in the URL; proof is correct."""
     app = create_fake_graph_app(access_token=TOKEN, app_secret=SECRET)
-    fb, wa = asyncio.run(_send_all(in_process(app), [fb_request(), wa_request()]))
+    with served(app) as base:
+        fb, wa = asyncio.run(_send_all(sender_for(base), [fb_request(), wa_request()]))
     assert fb.kind is OutcomeKind.DELIVERED and fb.message_id and fb.message_id.startswith("m_")
     assert wa.kind is OutcomeKind.DELIVERED and wa.message_id and wa.message_id.startswith("wamid.")
     calls = list(app.state.fake.calls)
@@ -92,7 +110,8 @@ def test_delivers_both_channels_with_bearer_token_and_proof() -> None:
 def test_wrong_app_secret_proof_is_permanent() -> None:
     """F7: a proof made with the wrong app secret is refused by the (strict) fake: permanent, no retry."""
     app = create_fake_graph_app(access_token=TOKEN, app_secret="another-secret")
-    (outcome,) = asyncio.run(_send_all(in_process(app), [fb_request()]))
+    with served(app) as base:
+        (outcome,) = asyncio.run(_send_all(sender_for(base), [fb_request()]))
     assert (outcome.kind, outcome.code) == (OutcomeKind.PERMANENT, 100)
 
 
@@ -112,20 +131,20 @@ def test_faults_classified(mode: str, kind: OutcomeKind, action: ErrorAction, co
     """Injected faults come back as the right outcome, then the next call is delivered."""
     app = create_fake_graph_app()
 
-    async def scenario() -> list[SendOutcome]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as control:
-            await control.post("http://fake-graph/_fake/faults", json={"mode": mode})
-        async with in_process(app) as sender:
+    async def scenario(base: str) -> list[SendOutcome]:
+        async with sender_for(base) as sender:
             return [await sender.send(fb_request()), await sender.send(fb_request())]
 
-    failed, after = asyncio.run(scenario())
+    with served(app) as base:
+        httpx.post(f"{base}/_fake/faults", json={"mode": mode})
+        failed, after = asyncio.run(scenario(base))
     assert (failed.kind, failed.action, failed.code) == (kind, action, code)
     assert after.kind is OutcomeKind.DELIVERED
 
 
 def test_unconfigured_channel_is_permanent() -> None:
     """A request for a channel without an endpoint is permanent, without any network call."""
-    sender = GraphSender({}, transport=httpx.ASGITransport(app=create_fake_graph_app()))
+    sender = GraphSender({})
     (outcome,) = asyncio.run(_send_all(sender, [fb_request()]))
     assert (outcome.kind, outcome.action) == (OutcomeKind.PERMANENT, ErrorAction.INVALID_REQUEST)
 
@@ -215,16 +234,24 @@ def test_connection_refused_is_not_sent() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with SyncGraphSender(endpoints(f"http://127.0.0.1:{port}"), timeout_s=1) as sender:
-        outcome = sender.send(fb_request())
+    (outcome,) = asyncio.run(_send_all(sender_for(f"http://127.0.0.1:{port}", timeout_s=1), [fb_request()]))
     assert (outcome.kind, outcome.action) == (OutcomeKind.RETRY, ErrorAction.TRANSIENT)
 
 
-def test_sync_sender_over_socket(live_fake: LiveFake) -> None:
-    """SyncGraphSender delivers over a real socket and classifies a 551 fault as permanent."""
+def test_stored_bytes_sent_as_they_are_and_551_permanent(live_fake: LiveFake) -> None:
+    """send_body POSTs the stored bytes unchanged (what the ledger recorded); a 551 fault is permanent."""
     httpx.post(f"{live_fake.base}/_fake/faults", json={"mode": "permanent_551", "recipient": "9"})
-    with SyncGraphSender(endpoints(live_fake.base), adapters=ADAPTERS) as sender:
-        ok = sender.send(fb_request())
-        gone = sender.send(fb_request(user="9"))
+    body = '{"recipient":{"id":"2000000000000002"},"messaging_type":"RESPONSE","message":{"text":"مرحبا"}}'
+
+    async def scenario() -> list[SendOutcome]:
+        async with sender_for(live_fake.base) as sender:
+            return [
+                await sender.send_body(fb_request(), body.encode("utf-8")),
+                await sender.send(fb_request(user="9")),
+            ]
+
+    ok, gone = asyncio.run(scenario())
     assert ok.kind is OutcomeKind.DELIVERED
     assert (gone.kind, gone.action) == (OutcomeKind.PERMANENT, ErrorAction.RECIPIENT_UNREACHABLE)
+    calls = httpx.get(f"{live_fake.base}/_fake/calls").json()["calls"]
+    assert calls[0]["body"]["message"]["text"] == "مرحبا"

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-
 from amanah.adapters.channels.base import (
     ChannelAdapter,
     ErrorAction,
@@ -128,28 +126,6 @@ def build_runtime(settings: Settings, engine: Any) -> ChannelRuntime:
     )
 
 
-class BodyGraphSender(GraphSender):
-    """:class:`GraphSender` that POSTs stored bytes as they are (no re-serialisation)."""
-
-    async def send_body(self, request: SendRequest, body: bytes) -> SendOutcome:
-        prepared = self._prepare(request)
-        if isinstance(prepared, SendOutcome):
-            return prepared
-        url, headers, params = prepared
-        headers["Content-Type"] = "application/json"
-        try:
-            response = await self._client.request(
-                request.method, url, content=body, headers=headers, params=params
-            )
-        except httpx.HTTPError as exc:
-            from amanah.adapters.channels.sender import outcome_for_exception
-
-            outcome = outcome_for_exception(exc)
-            log.warning("send %s %s: %s", request.channel, request.key, outcome.message)
-            return outcome
-        return self._classify(request, response)
-
-
 def _note_text(body: bytes) -> str:
     """The human-readable text of a stored call, for an agent note."""
     import json
@@ -186,7 +162,7 @@ class OutboxSender:
         owner: str | None = None,
         typing: bool = True,
         typing_every_s: float = 10.0,
-        max_connections: int = 16,
+        max_connections: int = 64,
         max_inflight: int = 64,
         lease_s: float = 30.0,
         echo_wait_s: float = 5.0,
@@ -195,7 +171,6 @@ class OutboxSender:
         circuit_s: float = 60.0,
         backoff_base_s: float = 1.0,
         max_attempts: int = MAX_ATTEMPTS,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.outbox = outbox
         self.adapters = dict(adapters)
@@ -214,7 +189,6 @@ class OutboxSender:
         self.circuit_s = circuit_s
         self.backoff_base_s = backoff_base_s
         self.max_attempts = max_attempts
-        self.transport = transport
         self.paused: dict[Channel, float] = {}  # channel -> monotonic time it may send again
         self.sent = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -234,14 +208,12 @@ class OutboxSender:
                 del self.paused[channel]
         return list(self.paused)
 
-    def _client(self) -> BodyGraphSender:
-        return BodyGraphSender(
+    def _client(self) -> GraphSender:
+        return GraphSender(
             self.endpoints,
             adapters=self.adapters,
             timeout_s=self.timeout_s,
-            # httpcore checks every pooled connection on each request: keep the pool small.
             max_connections=self.max_connections,
-            transport=self.transport,
         )
 
     async def drain(self, *, max_rounds: int = 100) -> int:
@@ -318,7 +290,7 @@ class OutboxSender:
         finally:
             await client.aclose()
 
-    async def _send(self, client: BodyGraphSender, row: OutboxRow) -> SendResult:
+    async def _send(self, client: GraphSender, row: OutboxRow) -> SendResult:
         try:
             return await self._send_row(client, row)
         except Exception as exc:  # never lose the row: it goes back to the queue
@@ -332,7 +304,7 @@ class OutboxSender:
                 },
             )
 
-    async def _send_row(self, client: BodyGraphSender, row: OutboxRow) -> SendResult:
+    async def _send_row(self, client: GraphSender, row: OutboxRow) -> SendResult:
         now = self.clock.now()
         adapter = self.adapters[row.channel]
         decision = send_decision(adapter.capabilities, row.last_user_message_at, now)
@@ -517,12 +489,10 @@ class ChannelWorker:
                 thread.join(0.5)
 
 
-def make_worker(container: Any, *, transport: httpx.AsyncBaseTransport | None = None) -> ChannelWorker:
+def make_worker(container: Any) -> ChannelWorker:
     """A :class:`ChannelWorker` for ``container`` (needs ``container.channels`` and ``container.guard``)."""
     runtime: ChannelRuntime = container.channels
     pipeline = make_pipeline(container)
-    # One INFO line per Graph call would flood the log (and cost throughput); failures are logged here.
-    logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").level, logging.WARNING))
     settings: Settings = container.settings
     sender = OutboxSender(
         outbox=runtime.outbox,
@@ -535,7 +505,7 @@ def make_worker(container: Any, *, transport: httpx.AsyncBaseTransport | None = 
         poll_s=settings.worker_poll_interval_s,
         timeout_s=settings.graph_timeout_s,
         max_inflight=settings.outbox_max_inflight,
-        transport=transport,
+        max_connections=settings.outbox_max_inflight,
     )
     return ChannelWorker(runtime, pipeline, sender, poll_s=settings.worker_poll_interval_s)
 
@@ -564,7 +534,6 @@ def make_pipeline(container: Any) -> ChannelPipeline:
 
 __all__ = [
     "DELIVERED",
-    "BodyGraphSender",
     "ChannelRuntime",
     "ChannelWorker",
     "InboxLoop",
