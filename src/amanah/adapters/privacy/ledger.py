@@ -545,6 +545,11 @@ class InMemoryDisclosureLedger:
         return build_report(customer_id, self.records(customer_id, channel), channel)
 
 
+# Built once: statements built per call cost SQLAlchemy a cache-key walk on every append.
+_HEAD = select(disclosures.c.seq, disclosures.c.hash).order_by(disclosures.c.seq.desc()).limit(1)
+_INSERT = disclosures.insert()
+
+
 class SqlDisclosureLedger:
     """The ledger in the ``disclosures`` table (SQLite or PostgreSQL)."""
 
@@ -561,24 +566,23 @@ class SqlDisclosureLedger:
     @staticmethod
     def _append(conn: Connection, disclosure: Disclosure) -> LedgerRecord:
         advisory_lock(conn, LOCK_NAME)
-        last = conn.execute(
-            select(disclosures.c.seq, disclosures.c.hash).order_by(disclosures.c.seq.desc()).limit(1)
-        ).first()
+        last = conn.execute(_HEAD).first()
         record = _record(disclosure, int(last.seq) + 1 if last else 1, str(last.hash) if last else GENESIS)
         conn.execute(
-            disclosures.insert().values(
-                seq=record.seq,
-                at=record.at,
-                channel=record.channel,
-                customer_id=record.customer_id,
-                user_id=record.user_id,
-                categories=dict(record.categories),
-                agreement_id=record.agreement_id,
-                agreement_version=record.agreement_version,
-                body_sha256=record.body_sha256,
-                prev_hash=record.prev_hash,
-                hash=record.hash,
-            )
+            _INSERT,
+            {
+                "seq": record.seq,
+                "at": record.at,
+                "channel": record.channel,
+                "customer_id": record.customer_id,
+                "user_id": record.user_id,
+                "categories": dict(record.categories),
+                "agreement_id": record.agreement_id,
+                "agreement_version": record.agreement_version,
+                "body_sha256": record.body_sha256,
+                "prev_hash": record.prev_hash,
+                "hash": record.hash,
+            },
         )
         return record
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from amanah.adapters.storage.db import write_engine
@@ -51,11 +51,7 @@ class SqlConversationStore:
     def load(self, channel: Channel, user_id: str) -> ConversationState:
         channel = Channel(channel)
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(conversations).where(
-                    conversations.c.channel == channel.value, conversations.c.user_id == user_id
-                )
-            ).first()
+            row = conn.execute(_LOAD, {"channel": channel.value, "user_id": user_id}).first()
         if row is None:
             return ConversationState(channel=channel, user_id=user_id)
         return _state(row)
@@ -78,16 +74,17 @@ class SqlConversationStore:
             conversation_id = self._upsert(conn, values, created_at=now)
             if turn is not None:
                 conn.execute(
-                    turns.insert().values(
-                        conversation_id=conversation_id,
-                        at=turn_at,
-                        inbound_text=turn.inbound_text,
-                        intent=turn.intent,
-                        confidence=float(turn.confidence),
-                        reply_text=turn.reply_text,
-                        language=turn.language,
-                        meta=turn_meta,
-                    )
+                    _INSERT_TURN,
+                    {
+                        "conversation_id": conversation_id,
+                        "at": turn_at,
+                        "inbound_text": turn.inbound_text,
+                        "intent": turn.intent,
+                        "confidence": float(turn.confidence),
+                        "reply_text": turn.reply_text,
+                        "language": turn.language,
+                        "meta": turn_meta,
+                    },
                 )
         return replace(state, id=conversation_id, updated_at=now, pending=pending)
 
@@ -132,6 +129,10 @@ class SqlConversationStore:
             return [_state(r) for r in conn.execute(stmt).all()]
 
 
+_LOAD = select(conversations).where(
+    conversations.c.channel == bindparam("channel"), conversations.c.user_id == bindparam("user_id")
+)
+_INSERT_TURN = turns.insert()
 _UPDATED_ON_CONFLICT = ("customer_id", "language", "status", "pending", "updated_at")
 
 
