@@ -232,7 +232,7 @@ def _assemble(
     engine: Engine | None,
 ) -> Container:
     """Everything above storage is wired the same way whatever the storage: this is that wiring."""
-    from amanah.entrypoints.web import link, secure, webhooks
+    from amanah.entrypoints.web import agents, link, secure, webhooks
 
     guard = _guard(settings, clock, engine)
     linking = _linking(settings, link_store, clock)
@@ -260,7 +260,7 @@ def _assemble(
         guard=guard,
         engine=engine,
         demo_credentials=_demo_credentials(clock.today()) if settings.demo_mode else (),
-        routers=[link.router, secure.router, webhooks.router],
+        routers=[link.router, secure.router, webhooks.router, agents.router],
         linking=linking,
         web_sessions=web_sessions,
         login_throttle=login_throttle,

@@ -53,13 +53,16 @@ class Settings(BaseSettings):
 
     # Channel pipeline (inbox worker and outbox sender; see adapters/channels/worker.py)
     messenger_app_id: str = ""  # our Meta app id: an echo from another app means a human took over
+    # Handover: the app that receives conversations handed to a person (Meta's Page Inbox by default);
+    # empty: no pass_thread_control, the bot only opens a ticket and goes silent in that thread.
+    messenger_inbox_app_id: str = Field(default="263902037430900", pattern=r"^[0-9]{0,32}$")
     messenger_typing: bool = True  # send typing_on before each Messenger reply (best effort)
     worker_lease_s: float = Field(default=30.0, gt=0)  # a crashed worker's conversations wait this long
     outbox_lease_s: float = Field(default=30.0, gt=0)  # a crashed sender's calls become unconfirmed after
     outbox_echo_wait_s: float = Field(default=5.0, ge=0)  # wait for an echo before re-sending
     outbox_max_inflight: int = Field(default=64, ge=1)
     graph_timeout_s: float = Field(default=10.0, gt=0)
-    admin_token: SecretStr = SecretStr("")  # enables GET /admin/outbox (Authorization: Bearer <token>)
+    admin_token: SecretStr = SecretStr("")  # enables /admin/outbox and /admin/agent/* (Bearer <token>)
 
     # Account linking: hosts (and their subdomains) a Messenger redirect_uri may point to, comma-separated
     link_redirect_hosts: str = "facebook.com,messenger.com"

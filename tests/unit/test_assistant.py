@@ -162,9 +162,10 @@ def test_faq_answer_in_both_languages(container: Container) -> None:
 
 
 def test_talk_to_a_person_marks_the_conversation(container: Container) -> None:
-    """Asking for a person marks the conversation as waiting for an agent."""
+    """Asking for a person marks the conversation as waiting for an agent and flags the reply as a handoff."""
     chat = _fresh(container, "sara")
-    chat.send("I want to talk to a human")
+    assert not chat.send("hello").handoff
+    assert chat.send("I want to talk to a human").handoff
     state = container.conversations.load(chat.channel, chat.user_id)
     assert state.status is ConversationStatus.WAITING_AGENT
     assert state in container.conversations.waiting_for_agent() or any(

@@ -177,6 +177,49 @@ def test_whatsapp_success_shape_and_validation(client: TestClient) -> None:
     assert error["code"] == 131009 and "1 to 3" in error["error_data"]["details"]
 
 
+PASS = "/v23.0/me/pass_thread_control"
+TAKE = "/v23.0/me/take_thread_control"
+
+
+def test_handover_calls_answer_success_and_are_recorded(client: TestClient) -> None:
+    """pass_thread_control / take_thread_control answer {"success": true} and are recorded with their path."""
+    handoff = {
+        "recipient": {"id": PSID},
+        "target_app_id": "263902037430900",
+        "metadata": "handoff:ticket=t_1",
+    }
+    assert client.post(PASS, json=handoff, headers=AUTH).json() == {"success": True}
+    assert client.post(TAKE, json={"recipient": {"id": PSID}}, headers=AUTH).json() == {"success": True}
+    calls = client.get("/_fake/calls").json()["calls"]
+    assert [(c["path"], c["recipient"], c["status"]) for c in calls] == [(PASS, PSID, 200), (TAKE, PSID, 200)]
+    assert calls[0]["body"] == handoff
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (PASS, {"target_app_id": "263902037430900"}),  # no recipient
+        (PASS, {"recipient": {"id": PSID}}),  # no target app
+        (PASS, {"recipient": {"id": PSID}, "target_app_id": "inbox"}),  # not an app id
+        (PASS, {"recipient": {"id": PSID}, "target_app_id": "1", "metadata": "m" * 1001}),
+        (TAKE, {"recipient": {"id": PSID}, "metadata": 7}),
+    ],
+)
+def test_handover_validation_errors(client: TestClient, path: str, body: dict[str, Any]) -> None:
+    """Invalid handover bodies get HTTP 400 and Graph error 100, like the real API."""
+    response = client.post(path, json=body, headers=AUTH)
+    assert response.status_code == 400 and error_of(response)["code"] == 100
+
+
+def test_fault_can_target_one_path(client: TestClient) -> None:
+    """A fault with a path only hits calls to that path (e.g. the handover, not the reply before it)."""
+    client.post("/_fake/faults", json={"mode": "5xx", "path": "pass_thread_control"})
+    assert client.post(FB, json=text(), headers=AUTH).status_code == 200
+    handoff = {"recipient": {"id": PSID}, "target_app_id": "263902037430900"}
+    assert error_of(client.post(PASS, json=handoff, headers=AUTH))["code"] == 2
+    assert client.post(PASS, json=handoff, headers=AUTH).status_code == 200
+
+
 def test_fault_rate_limit_then_success(client: TestClient) -> None:
     """A rate_limit fault with count 2 fails the next two calls (613 / 130429 by channel), then passes."""
     assert client.post("/_fake/faults", json={"mode": "rate_limit", "count": 2}).status_code == 200

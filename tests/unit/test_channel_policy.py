@@ -112,6 +112,13 @@ def test_success_shapes_are_delivered_with_ids() -> None:
     assert typing.delivered and typing.message_id is None
 
 
+def test_handover_answers_success_true_delivered_false_permanent() -> None:
+    """A thread-control answer {"success": true} is delivered; {"success": false} is a permanent failure."""
+    assert MESSENGER.classify_error(200, b'{"success":true}').delivered
+    refused = MESSENGER.classify_error(200, b'{"success":false}')
+    assert (refused.kind, refused.action) == (OutcomeKind.PERMANENT, ErrorAction.UNKNOWN)
+
+
 def test_unknown_codes_and_non_json_bodies() -> None:
     """Unknown codes retry only when transient or 5xx/429; non-JSON 5xx retries, non-JSON 4xx does not."""
     assert MESSENGER.classify_error(400, graph_error(99999)).kind is OutcomeKind.PERMANENT

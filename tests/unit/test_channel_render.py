@@ -349,3 +349,32 @@ def test_wa_reply_button_id_limit() -> None:
     """A reply-button id over 256 characters is refused at render time."""
     with pytest.raises(RenderError):
         wa(texts=("x",), quick_replies=(QuickReply("A", "p" * 257),))
+
+
+def test_h1_handover_calls_carry_only_the_recipient_the_app_and_the_metadata() -> None:
+    """pass/take_thread_control render Meta's exact handover bodies; oversized metadata is refused."""
+    from amanah.adapters.channels.fake_graph import validate_handover
+    from amanah.adapters.channels.messenger import (
+        PASS_THREAD_CONTROL_PATH,
+        TAKE_THREAD_CONTROL_PATH,
+        is_control_path,
+        pass_thread_control,
+        take_thread_control,
+    )
+
+    passed = pass_thread_control(PSID, "263902037430900", "handoff:ticket=t_x", "in7#pass")
+    taken = take_thread_control(PSID, "release:ticket=t_x", "rl1#take")
+    assert (passed.path, passed.key, passed.user_id) == (PASS_THREAD_CONTROL_PATH, "in7#pass", PSID)
+    assert passed.body == {
+        "recipient": {"id": PSID},
+        "target_app_id": "263902037430900",
+        "metadata": "handoff:ticket=t_x",
+    }
+    assert taken.path == TAKE_THREAD_CONTROL_PATH and set(taken.body) == {"recipient", "metadata"}
+    validate_handover("pass_thread_control", passed.body)
+    validate_handover("take_thread_control", taken.body)
+    assert is_control_path(passed.path) and not is_control_path("/me/messages")
+    with pytest.raises(RenderError):
+        pass_thread_control(PSID, "263902037430900", "m" * 1001, "k#0")
+    with pytest.raises(RenderError):
+        pass_thread_control(PSID, "", "handoff", "k#0")

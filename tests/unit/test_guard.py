@@ -256,6 +256,23 @@ def test_quick_reply_titles_are_scanned_too(guard: AgreementGuard) -> None:
     assert IBAN not in qr.title and qr.payload == "pay:1"
 
 
+def test_screen_names_what_the_detectors_would_hide_from_an_agent_and_mints_nothing(
+    guard: AgreementGuard,
+) -> None:
+    """screen() reports the categories prepare() would mask or withhold, without minting a link."""
+    text = f"Your card 4111 1111 1111 1111 and IBAN {IBAN}."
+    assert guard.screen(Channel.MESSENGER, CUSTOMER, text) == {
+        DataCategory.CARD_NUMBER,
+        DataCategory.ACCOUNT_IDENTIFIER,
+    }
+    assert guard.screen(Channel.WHATSAPP, None, "Call me on +962 79 123 4567") == {
+        DataCategory.CUSTOMER_CONTACT
+    }
+    assert guard.screen(Channel.MESSENGER, CUSTOMER, "Hello, I'm Sam from the card team.") == set()
+    assert guard.screen(Channel.WEBCHAT, CUSTOMER, text) == set()  # the bank's own channel: not scanned
+    assert secure_links(guard).links == {}
+
+
 # --- ledger ------------------------------------------------------------------------------------
 
 

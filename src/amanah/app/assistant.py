@@ -175,10 +175,12 @@ class Assistant:
             state.status = ConversationStatus.ACTIVE
             return self._reply(ctx, [Say("resumed")], SUGGESTED)
         if state.status is ConversationStatus.WAITING_AGENT:
+            # Still waiting and the channel let the bot answer: nobody has the thread, escalate again.
             ctx.classification = Classification(Intent.HUMAN_AGENT, 1.0)
-            return self._reply(
+            waiting = self._reply(
                 ctx, [Say("agent_waiting")], quick=[QuickReply(label("qr.resume", ctx.language), "resume")]
             )
+            return replace(waiting, handoff=True)
         if state.pending:
             pending_reply = self._continue(ctx)
             if pending_reply is not None:
@@ -232,9 +234,10 @@ class Assistant:
             case Intent.HUMAN_AGENT:
                 ctx.state.status = ConversationStatus.WAITING_AGENT
                 ctx.state.pending = None
-                return self._reply(
+                handoff = self._reply(
                     ctx, [Say("handoff")], quick=[QuickReply(label("qr.resume", ctx.language), "resume")]
                 )
+                return replace(handoff, handoff=True)
             case Intent.AFFIRM | Intent.DENY:
                 return self._reply(ctx, [Say("nothing_pending")], SUGGESTED)
             case Intent.UNLINK:

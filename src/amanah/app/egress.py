@@ -36,6 +36,16 @@ class PreparedReply:
 class EgressGuard(Protocol):
     def prepare(self, channel: Channel, customer_id: int | None, reply: Reply) -> PreparedReply: ...
 
+    def screen(
+        self, channel: Channel, customer_id: int | None, text: str, origin: str = "agent"
+    ) -> frozenset[DataCategory]:
+        """The categories the free-text detectors find in ``text`` that ``prepare`` would not let
+        reach ``channel`` in clear (masked or withheld). Empty: the text would go out unchanged.
+
+        For text a person wrote (a bank agent's reply): refuse it instead of sending a redacted copy.
+        """
+        ...
+
     def record(
         self,
         conn: Any,

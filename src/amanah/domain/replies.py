@@ -217,12 +217,18 @@ class LinkButton:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What the assistant answers: blocks in order, then suggestions and link buttons."""
+    """What the assistant answers: blocks in order, then suggestions and link buttons.
+
+    ``handoff``: the assistant hands the conversation to a person; after sending this reply a channel
+    escalates (Messenger passes thread control to the human inbox, every channel opens a ticket and
+    keeps the bot silent in that thread until an agent gives it back).
+    """
 
     blocks: tuple[Block, ...]
     quick_replies: tuple[QuickReply, ...] = ()
     buttons: tuple[LinkButton, ...] = ()
     language: str = "en"
+    handoff: bool = False
 
     def values(self) -> Iterator[Value]:
         for block in self.blocks:

@@ -374,13 +374,16 @@ def outbox_purge(
 
 @outbox_app.command("notes")
 def outbox_notes(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50) -> None:
-    """Open agent notes: replies that could not be sent (outside the messaging window)."""
+    """Open agent notes: replies held outside the messaging window, conversations handed to people."""
     container = _container(_settings())
     notes = container.channels.outbox.notes(limit)
     if not notes:
         typer.echo("no open agent notes")
     for n in notes:
-        typer.echo(f"#{n['id']} {n['created_at']} {n['channel']} {n['user_id']} ({n['reason']}): {n['text']}")
+        ticket = f" ticket {n['ticket']}" if n.get("ticket") else ""
+        typer.echo(
+            f"#{n['id']} {n['created_at']} {n['channel']} {n['user_id']} ({n['reason']}{ticket}): {n['text']}"
+        )
 
 
 def bench_messages(

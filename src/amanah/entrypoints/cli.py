@@ -526,6 +526,10 @@ def _register_channel_commands() -> None:
 
     register(app, bench_app)  # worker, fake-graph, simulate, outbox ..., bench messages
 
+    from amanah.entrypoints.agents_cli import register as register_agents
+
+    register_agents(app)  # agent send, agent release, agent tickets
+
 
 _register_channel_commands()
 

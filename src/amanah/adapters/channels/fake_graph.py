@@ -8,8 +8,13 @@ Endpoints (``{version}`` is anything, e.g. ``v23.0``):
   validated like the real APIs (missing recipient, bad ``messaging_type``, text over 2,000 / 4,096,
   more than 13 quick replies, more than 3 buttons, ...) and errors use Graph's shape
   ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``.
-* ``POST /_fake/faults`` ``{"mode", "count": 1, "channel"?, "recipient"?, "delay_s"?,
-  "regain_minutes"?}`` queues ``count`` failures (see :data:`FAULT_MODES`); ``GET`` lists them,
+* ``POST /{version}/me/pass_thread_control`` (``recipient``, ``target_app_id``, ``metadata``?) and
+  ``POST /{version}/me/take_thread_control`` / ``request_thread_control`` (``recipient``,
+  ``metadata``?): the handover protocol. Validated like the real API (recipient and target app id
+  required, ``metadata`` at most 1,000 characters); the answer is ``{"success": true}``.
+* ``POST /_fake/faults`` ``{"mode", "count": 1, "channel"?, "recipient"?, "path"?, "delay_s"?,
+  "regain_minutes"?}`` queues ``count`` failures (see :data:`FAULT_MODES`; ``path``: only calls whose
+  path contains it, e.g. ``pass_thread_control``); ``GET`` lists them,
   ``DELETE`` clears them. ``timeout`` sleeps ``delay_s`` (default 30 s, longer than any client
   timeout) and then *does* deliver - like a real request that timed out after being sent.
 * ``GET /_fake/calls`` (``?channel=``, ``?since=<seq>``) lists recorded calls, ``DELETE`` clears
@@ -134,10 +139,13 @@ class Fault:
     recipient: str | None = None
     delay_s: float = 30.0
     regain_minutes: int | None = None
+    path: str | None = None
 
-    def matches(self, channel: str, recipient: str | None) -> bool:
-        return (self.channel is None or self.channel == channel) and (
-            self.recipient is None or self.recipient == recipient
+    def matches(self, channel: str, recipient: str | None, path: str = "") -> bool:
+        return (
+            (self.channel is None or self.channel == channel)
+            and (self.recipient is None or self.recipient == recipient)
+            and (self.path is None or self.path in path)
         )
 
 
@@ -242,9 +250,9 @@ class FakeGraphState:
             await self._echo_client.aclose()
             self._echo_client = None
 
-    def take_fault(self, channel: str, recipient: str | None) -> Fault | None:
+    def take_fault(self, channel: str, recipient: str | None, path: str = "") -> Fault | None:
         for i, fault in enumerate(self.faults):
-            if fault.matches(channel, recipient):
+            if fault.matches(channel, recipient, path):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     del self.faults[i]
@@ -339,6 +347,26 @@ def validate_messenger(body: Mapping[str, Any]) -> None:
                 # Titles longer than 20 characters are truncated by Messenger, not refused.
     if attachment is not None:
         _validate_attachment(attachment)
+
+
+HANDOVER_OPS = frozenset({"pass_thread_control", "take_thread_control", "request_thread_control"})
+
+
+def validate_handover(operation: str, body: Mapping[str, Any]) -> None:
+    """Raise the error the handover API would answer for ``body``; return quietly if it is valid."""
+    recipient = body.get("recipient")
+    if not isinstance(recipient, dict) or not recipient.get("id"):
+        raise _ApiError(100, "(#100) The parameter recipient is required")
+    if operation == "pass_thread_control":
+        target = body.get("target_app_id")
+        if target is None or target == "":
+            raise _ApiError(100, "(#100) The parameter target_app_id is required")
+        if isinstance(target, bool) or not str(target).isdigit():
+            raise _ApiError(100, "(#100) Param target_app_id must be a valid app id")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, str):
+        raise _ApiError(100, "(#100) Param metadata must be a string")
+    _check_len(metadata, 1000, "metadata")
 
 
 def _validate_attachment(attachment: object) -> None:
@@ -563,7 +591,7 @@ async def handle_send(
     if not isinstance(body, dict):
         return fail(_ApiError(100, "(#100) The request body must be a JSON object"))
 
-    fault = state.take_fault(channel, entry["recipient"])
+    fault = state.take_fault(channel, entry["recipient"], path)
     delay_s = 0.0
     if fault is not None:
         entry["fault"] = fault.mode
@@ -592,7 +620,7 @@ async def handle_send(
             err = _ApiError(spec.code, spec.message, spec.subcode)
             return answer(spec.status, _error_body(state, err, channel), extra)
 
-    result = _deliver(state, body, channel, entry, answer, fail)
+    result = _deliver(state, body, channel, entry, answer, fail, path)
     if delay_s > 0:
         await asyncio.sleep(delay_s)
     return result
@@ -605,8 +633,16 @@ def _deliver(
     entry: dict[str, Any],
     answer: Callable[[int, dict[str, Any] | str], _Answer],
     fail: Callable[[_ApiError], _Answer],
+    path: str = "",
 ) -> _Answer:
     """Validate a call that passed authentication and faults; answer it like the real API."""
+    operation = path.rsplit("/", 1)[-1]
+    if operation in HANDOVER_OPS:
+        try:
+            validate_handover(operation, body)
+        except _ApiError as err:
+            return fail(err)
+        return answer(200, {"success": True})
     try:
         if channel == WHATSAPP:
             validate_whatsapp(body)
@@ -637,11 +673,12 @@ def _deliver(
 
 
 def _is_send_path(path: str) -> bool:
-    """``/{version}/me/messages`` or ``/{version}/{id}/messages`` (never the ``/_fake`` control paths)."""
+    """``/{version}/me/messages``, ``/{version}/{id}/messages`` or ``/{version}/me/<handover op>``
+    (never the ``/_fake`` control paths)."""
     parts = path.split("/")
     return (
         len(parts) == 4
-        and parts[3] == "messages"
+        and (parts[3] == "messages" or (parts[2] == "me" and parts[3] in HANDOVER_OPS))
         and bool(parts[1])
         and bool(parts[2])
         and parts[1] != "_fake"
@@ -709,6 +746,7 @@ async def _faults(request: Request) -> Response:
                 regain_minutes=int(spec["regain_minutes"])
                 if spec.get("regain_minutes") is not None
                 else None,
+                path=str(spec["path"]) if spec.get("path") is not None else None,
             )
         except (TypeError, ValueError):
             return JSONResponse({"error": {"message": "count, delay_s, regain_minutes must be numbers"}}, 400)

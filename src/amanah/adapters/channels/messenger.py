@@ -17,6 +17,11 @@ Outbound (``POST /me/messages``), rendering choices:
 * account linking -> a button template with one ``account_link`` button;
 * typing -> a separate ``sender_action: typing_on`` request (best effort);
 * every message carries ``metadata`` = its request key, echoed back in ``message_echoes``.
+
+Handover (§2.10): :func:`pass_thread_control` (to the Page Inbox or an app that asked for the thread)
+and :func:`take_thread_control` build ``POST /me/pass_thread_control`` / ``/me/take_thread_control``
+calls; Meta answers ``{"success": true}``. Their ``metadata`` travels through Meta: callers put only
+an opaque ticket id in it.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ MAX_TEMPLATE_BUTTONS = 3
 MAX_BUTTON_TITLE = 20
 PAGE_INBOX_APP_ID = "263902037430900"
 SEND_PATH = "/me/messages"
+PASS_THREAD_CONTROL_PATH = "/me/pass_thread_control"  # noqa: S105 - a URL path
+TAKE_THREAD_CONTROL_PATH = "/me/take_thread_control"
+MAX_HANDOVER_METADATA = 1000
 
 CAPABILITIES = Capabilities(
     max_text=MAX_TEXT,
@@ -469,3 +477,35 @@ class MessengerAdapter:
         headers: Mapping[str, str] | None = None,
     ) -> SendOutcome:
         return meta.classify_graph_response(status, body, headers)
+
+
+# --- handover (thread control) ----------------------------------------------------------------------
+
+
+def is_control_path(path: str) -> bool:
+    """True for a thread-control call (not a message: no messaging window, no typing, no echo)."""
+    return path.endswith("_thread_control")
+
+
+def _control(path: str, body: JSON, key: str) -> SendRequest:
+    metadata = body.get("metadata")
+    if isinstance(metadata, str) and len(metadata) > MAX_HANDOVER_METADATA:
+        raise RenderError(f"handover metadata is longer than {MAX_HANDOVER_METADATA} characters")
+    if not body["recipient"]["id"]:
+        raise RenderError("no recipient")
+    user_id = str(body["recipient"]["id"])
+    return SendRequest(Channel.MESSENGER, "POST", path, body, key, user_id=user_id)
+
+
+def pass_thread_control(psid: str, target_app_id: str, metadata: str, key: str) -> SendRequest:
+    """``POST /me/pass_thread_control``: give the thread to ``target_app_id`` (e.g. the Page Inbox)."""
+    if not target_app_id:
+        raise RenderError("pass_thread_control needs a target app id")
+    body: JSON = {"recipient": {"id": psid}, "target_app_id": target_app_id, "metadata": metadata}
+    return _control(PASS_THREAD_CONTROL_PATH, body, key)
+
+
+def take_thread_control(psid: str, metadata: str, key: str) -> SendRequest:
+    """``POST /me/take_thread_control``: take the thread back from the app that owns it."""
+    body: JSON = {"recipient": {"id": psid}, "metadata": metadata}
+    return _control(TAKE_THREAD_CONTROL_PATH, body, key)

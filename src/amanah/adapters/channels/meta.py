@@ -233,7 +233,8 @@ def classify_graph_response(
 ) -> SendOutcome:
     """Turn a Graph Send API answer into a :class:`SendOutcome` using :data:`GRAPH_ERROR_POLICY`.
 
-    2xx without an ``error`` object is delivered (with the mid / wamid when present). Known codes
+    2xx without an ``error`` object is delivered (with the mid / wamid when present), unless it says
+    ``"success": false`` (thread-control calls): then it is a permanent failure. Known codes
     follow the table. Unknown codes: retry when Graph flags ``is_transient`` or the HTTP status is 5xx
     or 429, else permanent. A 5xx/429 without a JSON error is retried.
     """
@@ -241,6 +242,14 @@ def classify_graph_response(
     error = doc.get("error") if doc is not None else None
     hint = retry_hint_s(headers)
     if 200 <= status < 300 and not isinstance(error, dict):
+        if doc is not None and doc.get("success") is False:
+            # Thread-control calls answer {"success": false} when Meta did not do it [verify].
+            return SendOutcome(
+                OutcomeKind.PERMANENT,
+                action=ErrorAction.UNKNOWN,
+                http_status=status,
+                message="success: false",
+            )
         return SendOutcome(OutcomeKind.DELIVERED, message_id=_message_id(doc or {}), http_status=status)
     if not isinstance(error, dict):
         if status >= 500 or status == 429:

@@ -14,7 +14,12 @@ For each event, in timestamp order, while the worker holds the conversation's le
   human took over, and the bot stays silent in that thread until control is passed back;
 * account linking events call ``linking.complete_messenger`` / ``linking.unlink``;
 * messages in ``standby`` (another app owns the thread) or in a muted thread are recorded, not
-  answered.
+  answered;
+* a reply that hands the conversation to a person (``Reply.handoff``) is queued with the escalation
+  in the same transaction (``handover.Handover.escalate``: a ticket, the bot muted, and on Messenger a
+  ``pass_thread_control`` to the inbox app, ordered after the reply, key ``in<inbox id>#pass``); a
+  ``request_thread_control`` from another app passes the thread to it the same way (H4); the
+  customer's "Back to assistant" tap while their escalation is open gives the thread back to the bot.
 
 The assistant stores its turn in its own transaction before the reply is queued. If the worker dies
 between the two, the event is handled again after the lease expires: the customer gets exactly one
@@ -41,6 +46,7 @@ from amanah.adapters.channels.base import (
     OutboundMessage,
     RenderError,
 )
+from amanah.adapters.channels.handover import HANDOFF, REQUESTED, Handover, resume_conversation
 from amanah.adapters.channels.messenger import PAGE_INBOX_APP_ID
 from amanah.adapters.storage.sql_inbox import ClaimedConversation, InboxItem, SqlInbox
 from amanah.adapters.storage.sql_outbox import QueuedCall, SqlOutbox
@@ -97,8 +103,13 @@ def outbox_key(inbox_id: int) -> str:
     return f"in{inbox_id}"
 
 
+_OUR_KEY_PREFIXES = ("in", "ag")  # replies to inbox rows; bank agents' messages (handover.AgentDesk)
+
+
 def is_our_key(metadata: str | None) -> bool:
-    return bool(metadata) and metadata is not None and metadata.startswith("in") and "#" in metadata
+    return (
+        bool(metadata) and metadata is not None and metadata.startswith(_OUR_KEY_PREFIXES) and "#" in metadata
+    )
 
 
 class PrefetchingClassifier:
@@ -170,6 +181,8 @@ class ChannelPipeline:
         max_attempts: int = 5,
         classifier: Any = None,
         on_queued: Callable[[], None] | None = None,
+        inbox_app_id: str = PAGE_INBOX_APP_ID,
+        handover: Handover | None = None,
     ) -> None:
         self.adapters = dict(adapters)
         self.inbox = inbox
@@ -184,6 +197,9 @@ class ChannelPipeline:
         self.classifier = classifier if isinstance(classifier, PrefetchingClassifier) else None
         self.on_queued = on_queued
         self.stats = PipelineStats()
+        self.handover = handover or Handover(
+            outbox=outbox, guard=guard, inbox_app_id=inbox_app_id, our_app_id=our_app_id
+        )
 
     # --- batches ------------------------------------------------------------------------------------
 
@@ -270,6 +286,8 @@ class ChannelPipeline:
             thread = _Thread(self._muted(event.channel, event.user_id), 0.0)
         if event.is_user_message:
             return self._user_message(item, owner, thread)
+        if event.kind is EventKind.HANDOVER and event.subtype == "request_thread_control":
+            return self._control_requested(item, owner, thread)
         if event.kind is EventKind.ACCOUNT_LINKING:
             thread.customer = None  # resolve the binding again for the next message
             outcome, reply = self._account_linking(event)
@@ -292,6 +310,7 @@ class ChannelPipeline:
             thread.muted = True
         elif outcome == "control_returned":
             thread.muted = False
+            resume_conversation(getattr(self.assistant, "conversations", None), event.channel, event.user_id)
         return outcome
 
     def _complete(
@@ -321,7 +340,7 @@ class ChannelPipeline:
             if event.app_id and (
                 event.app_id == PAGE_INBOX_APP_ID or (self.our_app_id and event.app_id != self.our_app_id)
             ):
-                self.outbox.set_muted(conn, ch, user, True, now)
+                self.handover.taken(conn, ch, user, event.app_id, now)
                 return "human_takeover"
             return "echo"
         if kind is EventKind.DELIVERY:
@@ -344,13 +363,13 @@ class ChannelPipeline:
             return f"status_{status}"[:32]
         if kind is EventKind.HANDOVER:
             if event.subtype == "pass_thread_control" and self.our_app_id and event.app_id == self.our_app_id:
-                self.outbox.set_muted(conn, ch, user, False, now)
+                self.handover.returned(conn, ch, user, now)
                 return "control_returned"
             if (
                 event.subtype in ("pass_thread_control", "take_thread_control")
                 and event.app_id != self.our_app_id
             ):
-                self.outbox.set_muted(conn, ch, user, True, now)
+                self.handover.taken(conn, ch, user, event.app_id, now)
                 return "human_takeover"
             return "handover"
         if kind is EventKind.POLICY:
@@ -398,7 +417,7 @@ class ChannelPipeline:
         event = item.event
         ch, user = event.channel, event.user_id
         at = _event_time(event, self.clock.now())
-        if event.standby or thread.muted:
+        if (event.standby or thread.muted) and not self._customer_resumes(item, thread):
             now = self.clock.now()
             with self.outbox.writer.begin() as conn:
                 self.outbox.user_message(conn, ch, user, at, now)
@@ -413,6 +432,8 @@ class ChannelPipeline:
             reply = self.assistant.handle(msg)
         except ValidationError:
             reply = Reply((Say("error"),))
+        if reply.handoff:
+            return self._queue_handoff(item, owner, thread, reply, customer_id, at)
         return self._queue_reply(item, owner, thread, reply, customer_id, "replied", window=True, at=at)
 
     def _queue_reply(
@@ -426,8 +447,12 @@ class ChannelPipeline:
         *,
         window: bool,
         at: datetime | None = None,
+        after: Callable[[Any, datetime], None] | None = None,
     ) -> str:
-        """The single exit: guard.prepare -> render -> outbox rows + guard.record + inbox done, atomically."""
+        """The single exit: guard.prepare -> render -> outbox rows + guard.record + inbox done, atomically.
+
+        ``after(conn, now)`` runs last in the same transaction (the escalation after a handoff reply).
+        """
         event = item.event
         prepared = self.guard.prepare(event.channel, customer_id, reply)
         calls = self._calls(item, prepared)
@@ -440,10 +465,105 @@ class ChannelPipeline:
             for call in calls:
                 if call.key in inserted:
                     self.guard.record(conn, prepared=prepared, user_id=event.user_id, body=call.body, at=now)
+            if after is not None:
+                after(conn, now)
         self.stats.replies += 1
         if self.on_queued is not None:
             self.on_queued()
         return outcome
+
+    # --- handover (H1, H4) and the customer's way back ----------------------------------------------
+
+    def _queue_handoff(
+        self,
+        item: InboxItem,
+        owner: str,
+        thread: _Thread,
+        reply: Reply,
+        customer_id: int | None,
+        at: datetime,
+    ) -> str:
+        """The handoff reply, then the escalation (ticket, mute, pass_thread_control), atomically."""
+        event = item.event
+
+        def escalate(conn: Any, now: datetime) -> None:
+            self.handover.escalate(
+                conn,
+                channel=event.channel,
+                user_id=event.user_id,
+                customer_id=customer_id,
+                key=f"{outbox_key(item.id)}#pass",
+                now=now,
+                inbox_id=item.id,
+            )
+
+        outcome = self._queue_reply(
+            item, owner, thread, reply, customer_id, "handoff", window=True, at=at, after=escalate
+        )
+        thread.muted = True
+        return outcome
+
+    def _control_requested(self, item: InboxItem, owner: str, thread: _Thread) -> str:
+        """H4: another app (the Page Inbox) asked for the thread: pass it control at once, go silent."""
+        event = item.event
+        requester = event.app_id
+        honour = (
+            event.channel is Channel.MESSENGER
+            and not event.standby
+            and bool(requester)
+            and requester != self.our_app_id
+        )
+        customer_id = None
+        if honour and self.linking is not None:
+            customer_id = self.linking.customer_for(event.channel, event.user_id)
+        now = self.clock.now()
+        with self.outbox.writer.begin() as conn:
+            outcome = "handover"
+            if honour:
+                info = self.handover.store.thread(conn, event.channel, event.user_id)
+                if info is None or info.control_app_id is None:  # we own the thread: we can pass it
+                    self.handover.escalate(
+                        conn,
+                        channel=event.channel,
+                        user_id=event.user_id,
+                        customer_id=customer_id,
+                        key=f"{outbox_key(item.id)}#pass",
+                        now=now,
+                        reason=REQUESTED,
+                        target_app_id=requester,
+                        inbox_id=item.id,
+                    )
+                    outcome = "control_requested"
+            self._complete(conn, item, owner, outcome, now, thread)
+        if outcome == "control_requested":
+            thread.muted = True
+            if self.on_queued is not None:
+                self.on_queued()
+        return outcome
+
+    def _customer_resumes(self, item: InboxItem, thread: _Thread) -> bool:
+        """The customer tapped "Back to assistant" while the bot's own escalation is open: the thread
+        goes back to the bot (take_thread_control first on Messenger), and the tap is answered."""
+        event = item.event
+        if event.payload != "resume":
+            return False
+        customer_id = self.linking.customer_for(event.channel, event.user_id) if self.linking else None
+        now = self.clock.now()
+        with self.outbox.writer.begin() as conn:
+            ticket = self.handover.store.open_ticket(conn, event.channel, event.user_id)
+            if ticket is None or ticket.reason != HANDOFF:
+                return False
+            self.handover.release(
+                conn,
+                channel=event.channel,
+                user_id=event.user_id,
+                customer_id=customer_id,
+                key=f"{outbox_key(item.id)}#take",
+                now=now,
+                inbox_id=item.id,
+            )
+        thread.muted = False
+        return True
 
     def _muted(self, channel: Channel, user_id: str) -> bool:
         with self.outbox.engine.connect() as conn:

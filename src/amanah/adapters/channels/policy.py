@@ -47,6 +47,7 @@ class WindowReason(StrEnum):
     HUMAN_AGENT_TAG = "human_agent_tag"
     WINDOW_CLOSED = "window_closed"
     NEVER_MESSAGED = "never_messaged"
+    NOT_A_MESSAGE = "not_a_message"  # a thread-control call (handover): the window does not apply
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,11 @@ order.
 The sender (:class:`OutboxSender`) is asynchronous: it keeps up to ``max_inflight`` calls in flight,
 one per conversation at most (it only ever takes the head of a conversation's queue). For each call:
 
-* the messaging window is checked first (:func:`policy.send_decision`): outside it the row is
-  ``held`` until the user writes again, and an agent note is written;
+* the messaging window is checked first (:func:`policy.send_decision`; ``human_agent=True`` only for
+  rows a bank agent wrote, whose bytes were rendered with the ``HUMAN_AGENT`` tag when they needed
+  it): outside it the row is ``held`` until the user writes again, and an agent note is written.
+  Thread-control calls (``pass_thread_control`` / ``take_thread_control``) are not messages: no
+  window, no typing indicator;
 * a Messenger reply is preceded by a ``typing_on`` sender action (best effort, not stored; at most
   one per user every ``typing_every_s`` seconds, so a busy conversation does not double its calls);
 * the stored bytes are POSTed as they are (they are what the disclosure ledger recorded);
@@ -47,9 +50,15 @@ from amanah.adapters.channels.base import (
     SendOutcome,
     SendRequest,
 )
-from amanah.adapters.channels.messenger import MessengerAdapter
+from amanah.adapters.channels.messenger import MessengerAdapter, is_control_path
 from amanah.adapters.channels.pipeline import ChannelPipeline
-from amanah.adapters.channels.policy import MAX_ATTEMPTS, retry_delay_s, send_decision
+from amanah.adapters.channels.policy import (
+    MAX_ATTEMPTS,
+    SendDecision,
+    WindowReason,
+    retry_delay_s,
+    send_decision,
+)
 from amanah.adapters.channels.sender import GraphEndpoint, GraphSender, endpoints_from_settings
 from amanah.adapters.channels.whatsapp import WhatsAppAdapter
 from amanah.adapters.storage.sql_inbox import SqlInbox, serialize_sqlite_writes
@@ -147,6 +156,36 @@ def _note_text(body: bytes) -> str:
     if isinstance(interactive, dict):
         return str((interactive.get("body") or {}).get("text", ""))
     return json.dumps(doc, ensure_ascii=False)[:2000]
+
+
+def _decision(adapter: ChannelAdapter, row: OutboxRow, now: datetime) -> SendDecision:
+    """May ``row`` be sent now? Bot messages: inside the window only (never a tag). Agents' messages:
+    ``send_decision(..., human_agent=True)``, and only if the stored (recorded) bytes carry the tag the
+    decision needs. Thread-control calls are not messages: always."""
+    if is_control_path(row.path):
+        return SendDecision(True, WindowReason.NOT_A_MESSAGE)
+    human = row.agent is not None
+    decision = send_decision(adapter.capabilities, row.last_user_message_at, now, human_agent=human)
+    if human and decision.tag is not None and _body_tag(row.body) != decision.tag:
+        # Queued inside the window as RESPONSE, due after it: re-tagging would change the recorded bytes.
+        return SendDecision(False, WindowReason.WINDOW_CLOSED)
+    return decision
+
+
+def _body_tag(body: bytes) -> str | None:
+    import json
+
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    tag = doc.get("tag") if isinstance(doc, dict) else None
+    return tag if isinstance(tag, str) else None
+
+
+def _held_note(row: OutboxRow) -> str:
+    text = _note_text(row.body)
+    return f"[agent {row.agent}] {text}" if row.agent else text
 
 
 class OutboxSender:
@@ -307,7 +346,7 @@ class OutboxSender:
     async def _send_row(self, client: GraphSender, row: OutboxRow) -> SendResult:
         now = self.clock.now()
         adapter = self.adapters[row.channel]
-        decision = send_decision(adapter.capabilities, row.last_user_message_at, now)
+        decision = _decision(adapter, row, now)
         if not decision.allowed:
             return SendResult(
                 row.id,
@@ -316,7 +355,7 @@ class OutboxSender:
                     "error_action": ErrorAction.WINDOW_CLOSED.value,
                     "error_message": f"not sent: {decision.reason}",
                 },
-                note=_note_text(row.body),
+                note=_held_note(row),
             )
         request = SendRequest(
             row.channel, row.method, row.path, {}, row.key, row.sequence, user_id=row.user_id
@@ -333,6 +372,8 @@ class OutboxSender:
             or row.channel is not Channel.MESSENGER
             or row.sequence != 0
             or row.was_unconfirmed
+            or row.agent is not None  # a person wrote it: no bot typing indicator
+            or is_control_path(row.path)
         ):
             return False
         now = time.monotonic()
@@ -382,7 +423,7 @@ class OutboxSender:
             return SendResult(row.id, PENDING, {**error, "next_attempt_at": now + timedelta(seconds=delay)})
         # permanent
         if outcome.action is ErrorAction.WINDOW_CLOSED:
-            return SendResult(row.id, HELD, error, note=_note_text(row.body))
+            return SendResult(row.id, HELD, error, note=_held_note(row))
         if outcome.action in _CIRCUIT:
             self.paused[row.channel] = time.monotonic() + self.circuit_s
             log.error(
@@ -529,6 +570,7 @@ def make_pipeline(container: Any) -> ChannelPipeline:
         lease_s=settings.worker_lease_s,
         our_app_id=settings.messenger_app_id,
         classifier=getattr(container.assistant, "classifier", None),
+        inbox_app_id=settings.messenger_inbox_app_id,
     )
 
 

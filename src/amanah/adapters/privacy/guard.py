@@ -165,13 +165,30 @@ class AgreementGuard:
         """The channel's agreement, or :func:`deny_all` when the bank has none for it."""
         return self.agreements.get(channel) or deny_all(channel)
 
-    def prepare(self, channel: Channel, customer_id: int | None, reply: Reply) -> PreparedReply:
-        agreement = self.agreement_for(channel)
+    def _treatments(self, channel: Channel, customer_id: int | None) -> Mapping[DataCategory, Treatment]:
         if customer_id is None:
             # Nobody verified is listening: whatever the agreement says, only public sentences go out.
-            treatments: Mapping[DataCategory, Treatment] = deny_all(channel).treatments()
-        else:
-            treatments = agreement.treatments()
+            return deny_all(channel).treatments()
+        return self.agreement_for(channel).treatments()
+
+    def screen(
+        self, channel: Channel, customer_id: int | None, text: str, origin: str = "agent"
+    ) -> frozenset[DataCategory]:
+        """What the detectors would hide from ``text`` on ``channel`` (see :class:`EgressGuard`).
+
+        The same scan as :meth:`prepare` (``origin`` ``kb:...`` is published text), with no side
+        effect: no secure link is minted, nothing is recorded.
+        """
+        if not channel.is_third_party:
+            return frozenset()
+        scan = FreeTextScan(self._treatments(channel, customer_id))
+        scan.scan(text, origin)
+        masked = {c for c, t in scan.shown.items() if t is not Treatment.ALLOW}
+        return frozenset(scan.withheld | masked)
+
+    def prepare(self, channel: Channel, customer_id: int | None, reply: Reply) -> PreparedReply:
+        agreement = self.agreement_for(channel)
+        treatments = self._treatments(channel, customer_id)
         scan = FreeTextScan(treatments) if channel.is_third_party else None
         rendered = render(reply, treatments, free_text_filter=scan)
         lang = rendered.language

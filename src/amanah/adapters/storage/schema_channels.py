@@ -14,7 +14,12 @@
   receipt or WhatsApp status); ``unconfirmed`` (maybe sent: wait for the echo before re-sending);
   ``held`` (outside the messaging window: waits for the user's next message); ``failed``
   (permanent error or retries exhausted: shown to operators).
-* ``agent_notes``: what a human agent should see, e.g. a reply held outside the messaging window.
+* ``agent_notes``: what a human agent should see, e.g. a reply held outside the messaging window, or
+  a conversation handed to a person (``ticket``: the opaque id that travels in the handover metadata).
+
+Migration ``0006_handover`` adds ``channel_outbox.agent`` (the bank agent who wrote the message; NULL
+for the assistant), ``channel_threads.control_app_id`` (the Meta app that owns the thread when it is
+not ours) and ``agent_notes.ticket``.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ channel_threads = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime(), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("control_app_id", String(32), nullable=True),  # 0006: another app owns the thread
     CheckConstraint(_in("channel", CHANNELS), name="channel"),
 )
 
@@ -110,6 +116,7 @@ channel_outbox = Table(
     Column("error_subcode", Integer, nullable=True),
     Column("error_message", String(500), nullable=True),
     Column("trace_id", String(100), nullable=True),
+    Column("agent", String(100), nullable=True),  # 0006: the bank agent who wrote it (NULL: the bot)
     CheckConstraint(_in("channel", CHANNELS), name="channel"),
     CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
     Index("ix_channel_outbox_status_next_attempt_at", "status", "next_attempt_at"),
@@ -128,7 +135,9 @@ agent_notes = Table(
     Column("text", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("ticket", String(64), nullable=True),  # 0006: the handover's opaque ticket id
     Index("ix_agent_notes_resolved_at_id", "resolved_at", "id"),
+    Index("ix_agent_notes_channel_user_id", "channel", "user_id"),
 )
 
 CHANNEL_TABLES = (channel_inbox, channel_threads, channel_outbox, agent_notes)

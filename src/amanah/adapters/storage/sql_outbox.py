@@ -70,6 +70,7 @@ class OutboxRow:
     was_unconfirmed: bool
     last_user_message_at: datetime | None
     created_at: datetime
+    agent: str | None = None  # the bank agent who wrote it (None: the assistant): may carry HUMAN_AGENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +350,7 @@ class SqlOutbox:
                 was_unconfirmed=r.status == UNCONFIRMED,
                 last_user_message_at=r.last_user_message_at,
                 created_at=r.created_at,
+                agent=r.agent,
             )
             for r in rows
         ]
