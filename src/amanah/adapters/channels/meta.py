@@ -4,7 +4,13 @@ Signature: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, raw body)>
 lowercase ``sha256=`` prefix is accepted (never the legacy ``sha1=`` header, never an algorithm taken
 from the header); the digest must be 64 hex characters - uppercase hex is accepted because it is the
 same MAC value. The comparison is constant-time. With no (non-empty) app secret configured,
-everything is rejected. Several secrets may be valid at once (rotation).
+everything is rejected.
+
+Rotation (:class:`AppSecrets`): the current app secret, and the previous one until an optional
+deadline. A signature is checked against both (each in constant time, no early exit); one that only
+the previous secret verifies is accepted while the window is open, logged and counted in
+``amanah_app_secret_previous_used_total`` so operators see when the rotation is over. Outgoing
+``appsecret_proof`` always uses the current secret.
 
 Errors: classified on the Graph ``code`` / ``error_subcode``, never on the HTTP status alone (Graph
 answers most errors, throttling included, with 400). :data:`GRAPH_ERROR_POLICY` is the one table.
@@ -15,12 +21,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
+from prometheus_client import Counter
+
 from amanah.adapters.channels.base import ErrorAction, OutcomeKind, SendOutcome
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="
@@ -48,22 +61,136 @@ def hub_signature(raw_body: bytes, app_secret: str) -> str:
     return _PREFIX + digest
 
 
-def verify_hub_signature(raw_body: bytes, header: str | None, app_secrets: Iterable[str]) -> bool:
-    """True when ``header`` is a valid SHA-256 signature of ``raw_body`` under one of the secrets."""
+def _hub_mac(header: str | None) -> bytes | None:
+    """The 32-byte MAC an ``X-Hub-Signature-256`` header carries, or None if it is not well formed."""
     if not header or not header.startswith(_PREFIX):
-        return False
+        return None
     given_hex = header[len(_PREFIX) :]
     if len(given_hex) != 64 or not _HEX.issuperset(given_hex):
+        return None
+    return bytes.fromhex(given_hex)
+
+
+def verify_hub_signature(raw_body: bytes, header: str | None, app_secrets: Iterable[str]) -> bool:
+    """True when ``header`` is a valid SHA-256 signature of ``raw_body`` under one of the secrets."""
+    given = _hub_mac(header)
+    if given is None:
         return False
-    given = bytes.fromhex(given_hex)
-    valid = False
-    for secret in app_secrets:
+    return _match(given, raw_body, [(s, SecretMatch.CURRENT) for s in app_secrets]) is not None
+
+
+# --- app secret rotation --------------------------------------------------------------------------
+
+
+class SecretMatch(StrEnum):
+    """Which app secret verified a signature."""
+
+    CURRENT = "current"
+    PREVIOUS = "previous"
+
+
+@dataclass(frozen=True, slots=True)
+class AppSecrets:
+    """A channel's app secret, and during a rotation the previous one (until ``previous_until``).
+
+    ``previous_until`` must be timezone-aware; None means "until it is removed from the configuration".
+    Secrets are kept out of ``repr``.
+    """
+
+    current: str = field(repr=False)
+    previous: str = field(default="", repr=False)
+    previous_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.previous_until is not None and self.previous_until.utcoffset() is None:
+            raise ValueError("previous_until must be a timezone-aware datetime")
+
+    @classmethod
+    def of(cls, value: AppSecrets | str | Iterable[str]) -> AppSecrets:
+        """``value`` as :class:`AppSecrets`: a single secret, or ``[current, previous]`` (no deadline)."""
+        if isinstance(value, AppSecrets):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        secrets = [s for s in value if s]
+        if len(secrets) > 2:
+            raise ValueError("at most two app secrets: the current one and the previous one")
+        return cls(secrets[0], secrets[1] if len(secrets) > 1 else "") if secrets else cls("")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.current)
+
+    def previous_open(self, now: datetime) -> bool:
+        """True while the previous secret is still accepted at ``now``."""
+        if not self.previous or self.previous == self.current:
+            return False
+        return self.previous_until is None or now < self.previous_until
+
+    def candidates(self, now: datetime) -> list[tuple[str, SecretMatch]]:
+        """The secrets a signature may be made with at ``now``, current first (none without a current
+        secret: a previous one alone never turns a channel on)."""
+        if not self.current:
+            return []
+        found = [(self.current, SecretMatch.CURRENT)]
+        if self.previous_open(now):
+            found.append((self.previous, SecretMatch.PREVIOUS))
+        return found
+
+    def describe(self, now: datetime) -> str:
+        """The rotation state in words, for the start-up log (never a secret)."""
+        if not self.previous or self.previous == self.current:
+            return "no previous app secret"
+        if self.previous_until is None:
+            return "the previous app secret is accepted until it is removed from the configuration"
+        if now >= self.previous_until:
+            return f"the previous app secret expired at {self.previous_until.isoformat()}; remove it"
+        return f"the previous app secret is accepted until {self.previous_until.isoformat()}"
+
+
+APP_SECRET_PREVIOUS_USED = Counter(
+    "amanah_app_secret_previous_used_total",
+    "Requests authenticated with the previous app secret during a rotation",
+    ["channel", "use"],
+)
+
+
+def note_previous_secret(channel: str, use: str) -> None:
+    """Log and count a request accepted on the previous app secret (``use``: webhook, signed_request)."""
+    APP_SECRET_PREVIOUS_USED.labels(channel, use).inc()
+    log.info(
+        "%s %s accepted on the previous app secret: rotation still in progress at the platform",
+        channel,
+        use,
+    )
+
+
+def _match(given: bytes, message: bytes, candidates: Iterable[tuple[str, SecretMatch]]) -> SecretMatch | None:
+    """Which candidate secret's HMAC-SHA256 of ``message`` equals ``given``.
+
+    No early exit: every candidate is computed and compared in constant time.
+    """
+    found: SecretMatch | None = None
+    for secret, which in candidates:
         if not secret:
             continue
-        expected = hmac.new(secret.encode("utf-8"), raw_body, hashlib.sha256).digest()
-        # No early exit: every configured secret is checked, in constant time each.
-        valid = hmac.compare_digest(expected, given) or valid
-    return valid
+        expected = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+        if hmac.compare_digest(expected, given) and found is None:
+            found = which
+    return found
+
+
+def match_hub_signature(
+    raw_body: bytes, header: str | None, secrets: AppSecrets, now: datetime
+) -> SecretMatch | None:
+    """Which secret ``header`` is a valid ``X-Hub-Signature-256`` of ``raw_body`` under, at ``now``.
+
+    The previous secret counts only while its window is open; None if no accepted secret verifies.
+    """
+    given = _hub_mac(header)
+    if given is None:
+        return None
+    return _match(given, raw_body, secrets.candidates(now))
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
