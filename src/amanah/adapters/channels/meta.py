@@ -12,12 +12,18 @@ the previous secret verifies is accepted while the window is open, logged and co
 ``amanah_app_secret_previous_used_total`` so operators see when the rotation is over. Outgoing
 ``appsecret_proof`` always uses the current secret.
 
+Messenger Extensions ``signed_request`` (:func:`verify_signed_request`): what
+``MessengerExtensions.getContext`` gives a webview page, ``base64url(HMAC-SHA256(app_secret,
+payload_b64)) + "." + payload_b64``. The MAC is checked before the payload is decoded.
+
 Errors: classified on the Graph ``code`` / ``error_subcode``, never on the HTTP status alone (Graph
 answers most errors, throttling included, with 400). :data:`GRAPH_ERROR_POLICY` is the one table.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -25,13 +31,14 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from prometheus_client import Counter
 
 from amanah.adapters.channels.base import ErrorAction, OutcomeKind, SendOutcome
+from amanah.domain.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +198,133 @@ def match_hub_signature(
     if given is None:
         return None
     return _match(given, raw_body, secrets.candidates(now))
+
+
+# --- Messenger Extensions signed_request ----------------------------------------------------------
+
+SIGNED_REQUEST_ALGORITHM = "HMAC-SHA256"
+SIGNED_REQUEST_MAX_AGE_S = 300  # getContext runs when the page opens: 5 minutes is plenty
+SIGNED_REQUEST_MAX_SKEW_S = 60  # issued_at may be this far in our future (clock skew)
+MAX_SIGNED_REQUEST = 4096
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_PSID_RE = re.compile(r"[A-Za-z0-9_:-]{1,200}")
+
+
+class SignedRequestError(ValidationError):
+    """A ``signed_request`` that must be refused. ``reason`` is one of :data:`SIGNED_REQUEST_REASONS`.
+
+    ``malformed`` is bad input (HTTP 400); every other reason is a failed verification (403).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def status(self) -> int:
+        return 400 if self.reason == "malformed" else 403
+
+
+SIGNED_REQUEST_REASONS = ("malformed", "bad_signature", "algorithm", "stale", "future", "wrong_page")
+
+
+@dataclass(frozen=True, slots=True)
+class MessengerContext:
+    """The verified payload of a Messenger Extensions ``signed_request``."""
+
+    psid: str
+    page_id: str
+    thread_type: str
+    tid: str
+    issued_at: datetime
+    secret: SecretMatch  # which app secret verified it
+
+
+def _b64url_decode(text: str) -> bytes:
+    """base64url with or without ``=`` padding; SignedRequestError on anything else."""
+    if not _B64URL_RE.fullmatch(text):
+        raise SignedRequestError("malformed", "signed_request is not base64url")
+    bare = text.rstrip("=")
+    if len(bare) % 4 == 1:
+        raise SignedRequestError("malformed", "signed_request has a truncated base64url part")
+    try:
+        return base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the pattern rules these out
+        raise SignedRequestError("malformed", "signed_request is not base64url") from exc
+
+
+def sign_request(payload: Mapping[str, Any], app_secret: str) -> str:
+    """A ``signed_request`` for ``payload`` as Meta makes it (for tests and the fake)."""
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    payload_b64 = base64.urlsafe_b64encode(body).decode("ascii").rstrip("=")
+    mac = hmac.new(app_secret.encode("utf-8"), payload_b64.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=") + "." + payload_b64
+
+
+def verify_signed_request(
+    signed_request: object,
+    app_secrets: AppSecrets | str | Iterable[str],
+    *,
+    now: datetime,
+    max_age_s: int = SIGNED_REQUEST_MAX_AGE_S,
+    max_skew_s: int = SIGNED_REQUEST_MAX_SKEW_S,
+    page_id: str = "",
+) -> MessengerContext:
+    """The payload of a Messenger Extensions ``signed_request``, or :class:`SignedRequestError`.
+
+    Checks, in order: shape (``<mac>.<payload>``, base64url with or without padding, at most
+    :data:`MAX_SIGNED_REQUEST` characters); the MAC over the payload part exactly as received, against
+    the current app secret and the previous one while its window is open (constant time, before the
+    payload is decoded); ``algorithm == "HMAC-SHA256"``; ``issued_at`` at most ``max_age_s`` old and
+    at most ``max_skew_s`` in the future; a PSID; and ``page_id`` when one is configured.
+    """
+    secrets = AppSecrets.of(app_secrets)
+    if (
+        not isinstance(signed_request, str)
+        or not signed_request
+        or len(signed_request) > MAX_SIGNED_REQUEST
+        or not signed_request.isascii()
+        or signed_request.count(".") != 1
+    ):
+        raise SignedRequestError("malformed", "signed_request is missing or malformed")
+    mac_b64, payload_b64 = signed_request.split(".")
+    given = _b64url_decode(mac_b64)
+    if len(given) != hashlib.sha256().digest_size or not payload_b64:
+        raise SignedRequestError("malformed", "signed_request is malformed")
+    _b64url_decode(payload_b64)  # shape only: nothing is interpreted before the MAC verifies
+    which = _match(given, payload_b64.encode("ascii"), secrets.candidates(now))
+    if which is None:
+        raise SignedRequestError("bad_signature", "signed_request does not verify")
+    try:
+        doc = json.loads(_b64url_decode(payload_b64))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SignedRequestError("malformed", "signed_request payload is not JSON") from exc
+    if not isinstance(doc, dict):
+        raise SignedRequestError("malformed", "signed_request payload is not a JSON object")
+    if doc.get("algorithm") != SIGNED_REQUEST_ALGORITHM:
+        raise SignedRequestError("algorithm", "signed_request algorithm is not HMAC-SHA256")
+    issued = json_int(doc.get("issued_at"))
+    if issued is None or isinstance(doc.get("issued_at"), float):
+        raise SignedRequestError("malformed", "signed_request has no issued_at")
+    age = now.timestamp() - issued
+    if age > max_age_s:
+        raise SignedRequestError("stale", "signed_request is too old")
+    if age < -max_skew_s:
+        raise SignedRequestError("future", "signed_request is issued in the future")
+    psid = json_str(doc.get("psid"))
+    if psid is None or not _PSID_RE.fullmatch(psid):
+        raise SignedRequestError("malformed", "signed_request has no valid psid")
+    page = json_str(doc.get("page_id")) or ""
+    if page_id and page != page_id:
+        raise SignedRequestError("wrong_page", "signed_request is for another Page")
+    return MessengerContext(
+        psid=psid,
+        page_id=page,
+        thread_type=json_str(doc.get("thread_type")) or "",
+        tid=json_str(doc.get("tid")) or "",
+        issued_at=datetime.fromtimestamp(issued, UTC),
+        secret=which,
+    )
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
