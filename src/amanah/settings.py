@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # App secret rotation: the previous secret is still accepted (webhooks, signed_request) until then
     messenger_app_secret_previous: SecretStr = SecretStr("")
     messenger_app_secret_previous_until: AwareDatetime | None = None  # empty: until removed
+    messenger_page_id: str = ""  # our Page id: a signed_request for another Page is refused
     messenger_page_access_token: SecretStr = SecretStr("")
     messenger_graph_url: str = f"https://graph.facebook.com/{GRAPH_API_VERSION}"
 
