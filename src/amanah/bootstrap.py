@@ -157,7 +157,7 @@ def _linking(settings: Settings, store: LinkStore, clock: Clock) -> LinkingServi
     )
 
 
-def _channels(settings: Settings, engine: Engine | None) -> ChannelRuntime:
+def _channels(settings: Settings, engine: Engine | None, clock: Clock) -> ChannelRuntime:
     """Messenger/WhatsApp adapters, Graph endpoints, inbox and outbox (in-memory SQLite without an engine)."""
     from amanah.adapters.channels.worker import build_runtime
 
@@ -168,7 +168,7 @@ def _channels(settings: Settings, engine: Engine | None) -> ChannelRuntime:
 
         engine = make_engine("sqlite://")
         metadata.create_all(engine, tables=list(CHANNEL_TABLES))
-    return build_runtime(settings, engine)
+    return build_runtime(settings, engine, clock)
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -264,7 +264,7 @@ def _assemble(
         linking=linking,
         web_sessions=web_sessions,
         login_throttle=login_throttle,
-        channels=_channels(settings, engine),
+        channels=_channels(settings, engine, clock),
     )
 
 

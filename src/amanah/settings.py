@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRAPH_API_VERSION = "v23.0"  # pinned Meta Graph API version for the Send APIs
@@ -36,12 +37,18 @@ class Settings(BaseSettings):
     # Messenger
     messenger_verify_token: SecretStr = SecretStr("")
     messenger_app_secret: SecretStr = SecretStr("")
+    # App secret rotation: the previous secret is still accepted (webhooks, signed_request) until then
+    messenger_app_secret_previous: SecretStr = SecretStr("")
+    messenger_app_secret_previous_until: AwareDatetime | None = None  # empty: until removed
+    messenger_page_id: str = ""  # our Page id: a signed_request for another Page is refused
     messenger_page_access_token: SecretStr = SecretStr("")
     messenger_graph_url: str = f"https://graph.facebook.com/{GRAPH_API_VERSION}"
 
     # WhatsApp Cloud API
     whatsapp_verify_token: SecretStr = SecretStr("")
     whatsapp_app_secret: SecretStr = SecretStr("")
+    whatsapp_app_secret_previous: SecretStr = SecretStr("")
+    whatsapp_app_secret_previous_until: AwareDatetime | None = None
     whatsapp_access_token: SecretStr = SecretStr("")
     whatsapp_phone_number_id: str = ""
     whatsapp_graph_url: str = f"https://graph.facebook.com/{GRAPH_API_VERSION}"
@@ -66,6 +73,13 @@ class Settings(BaseSettings):
 
     # Account linking: hosts (and their subdomains) a Messenger redirect_uri may point to, comma-separated
     link_redirect_hosts: str = "facebook.com,messenger.com"
+
+    @field_validator(
+        "messenger_app_secret_previous_until", "whatsapp_app_secret_previous_until", mode="before"
+    )
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def base_url(self) -> str:

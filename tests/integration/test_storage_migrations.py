@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from amanah.adapters.storage.db import make_engine
@@ -23,6 +23,7 @@ from amanah.adapters.storage.migrate import (
     script_heads,
 )
 from amanah.adapters.storage.schema import accounts, core_transactions, customers
+from amanah.adapters.storage.schema_linking import channel_bindings, channel_consents
 
 CORE_TABLES = {
     "customers",
@@ -155,6 +156,65 @@ def test_downgrade_to_base_then_upgrade_again(migrated_url: str) -> None:
     assert not (CORE_TABLES & _tables(migrated_url))
     migrate(migrated_url)
     assert CORE_TABLES <= _tables(migrated_url)
+
+
+def test_consent_methods_migration_keeps_records_bindings_and_the_trigger(db_url: str) -> None:
+    """0006 widens the consent method check without losing a record, a binding or the withdraw-only trigger."""
+    config = alembic_config(db_url)
+    with migration_transaction(db_url) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003_linking")
+    engine = make_engine(db_url)
+    now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    consent = {
+        "customer_id": None,
+        "channel": "messenger",
+        "user_id": "2000000000000002",
+        "agreement_id": "meta-messenger",
+        "agreement_version": "2026-11-01",
+        "given_at": now,
+    }
+    try:
+        with engine.begin() as conn:
+            consent["customer_id"] = conn.execute(
+                customers.insert().values(
+                    username="c", display_name="C", language="en", password_hash="h", created_at=now
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            old_id = conn.execute(
+                channel_consents.insert().values(**consent, method="messenger_account_linking")
+            ).inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(
+                channel_bindings.insert().values(
+                    channel="messenger",
+                    user_id="2000000000000002",
+                    customer_id=consent["customer_id"],
+                    consent_id=old_id,
+                    linked_at=now,
+                )
+            )
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(channel_consents.insert().values(**consent, method="messenger_extensions"))
+        migrate(db_url)
+        with engine.begin() as conn:
+            conn.execute(channel_consents.insert().values(**consent, method="messenger_extensions"))
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(channel_consents.c.id, channel_consents.c.method).order_by(channel_consents.c.id)
+            ).all()
+            [binding] = conn.execute(select(channel_bindings.c.consent_id)).all()
+        assert [r.method for r in rows] == ["messenger_account_linking", "messenger_extensions"]
+        assert rows[0].id == old_id
+        assert binding.consent_id == old_id
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(channel_consents.insert().values(**consent, method="carrier_pigeon"))
+        with pytest.raises(DBAPIError, match="only be withdrawn"), engine.begin() as conn:
+            conn.execute(channel_consents.update().values(method="operator_cli"))
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # foreign keys still point at it
+            conn.execute(channel_consents.delete().where(channel_consents.c.id == old_id))
+    finally:
+        engine.dispose()
+    assert current_heads(db_url) == script_heads()
 
 
 def test_migration_files_ship_with_the_package() -> None:

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -40,6 +40,9 @@ VERIFY = "vt-9c1e-test"
 PAGE = "1000000000000001"
 PHONE_ID = "400000000000004"
 T0 = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+OLD_SECRET = "old-app-secret-not-real"  # the previous app secret during a rotation
+ROTATION_UNTIL = T0 + timedelta(hours=1)
+USER = "2000000000000002"
 
 # The spec's test vector (§2.4): these exact bytes, this exact signature.
 VECTOR_BODY = (
@@ -220,11 +223,10 @@ def harness_settings(url: str, graph_base: str, **extra: Any) -> Settings:
     return Settings(**values)
 
 
-@pytest.fixture
-def harness(seeded_url: str, fake_graph: FakeGraphServer) -> Iterator[Harness]:
+def _harness(seeded_url: str, fake_graph: FakeGraphServer, **extra: Any) -> Iterator[Harness]:
     fake_graph.reset()
     clock = FixedClock(T0)
-    container = build(harness_settings(seeded_url, fake_graph.base), clock=clock)
+    container = build(harness_settings(seeded_url, fake_graph.base, **extra), clock=clock)
     assert container.channels is not None
     runtime = container.channels
     sender = OutboxSender(
@@ -241,6 +243,24 @@ def harness(seeded_url: str, fake_graph: FakeGraphServer) -> Iterator[Harness]:
         yield Harness(container, client, clock, fake_graph, make_pipeline(container), sender)
     if container.engine is not None:
         container.engine.dispose()
+
+
+@pytest.fixture
+def harness(seeded_url: str, fake_graph: FakeGraphServer) -> Iterator[Harness]:
+    yield from _harness(seeded_url, fake_graph)
+
+
+@pytest.fixture
+def rotating(seeded_url: str, fake_graph: FakeGraphServer) -> Iterator[Harness]:
+    """The harness during an app secret rotation: both channels' previous secrets work until T0 + 1 h."""
+    yield from _harness(
+        seeded_url,
+        fake_graph,
+        messenger_app_secret_previous=OLD_SECRET,
+        messenger_app_secret_previous_until=ROTATION_UNTIL,
+        whatsapp_app_secret_previous=OLD_SECRET,
+        whatsapp_app_secret_previous_until=ROTATION_UNTIL,
+    )
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
@@ -328,6 +348,64 @@ def test_legacy_sha1_signature_alone_is_rejected(harness: Harness) -> None:
     )
     assert response.status_code == 401
     assert harness.inbox() == []
+
+
+def _previous_used(harness: Harness, channel: str) -> float:
+    return metric(harness.client, "amanah_app_secret_previous_used_total", channel=channel, use="webhook")
+
+
+def test_rotation_accepts_old_and_new_secret_inside_the_window(rotating: Harness) -> None:
+    """B9: inside the window, bodies signed with the new or the old secret are both stored; the old one
+    is counted so operators can see when the platform stopped using it."""
+    before = _previous_used(rotating, "messenger")
+    new_body = messenger_body([message_item(USER, "hi", ts=rotating.now_ms(), mid="m_new")])
+    old_body = messenger_body([message_item(USER, "hello", ts=rotating.now_ms(1), mid="m_old")])
+    assert rotating.post(new_body, signature=hub_signature(new_body, SECRET)).status_code == 200
+    assert _previous_used(rotating, "messenger") == before
+    assert rotating.post(old_body, signature=hub_signature(old_body, OLD_SECRET)).status_code == 200
+    assert _previous_used(rotating, "messenger") == before + 1
+    assert [r["dedup_key"] for r in rotating.inbox()] == ["m_new", "m_old"]
+
+
+def test_rotation_refuses_the_previous_secret_after_the_deadline(rotating: Harness) -> None:
+    """B9: once previous_until has passed (no restart needed), the old secret gets 401 and nothing is stored."""
+    rotating.clock.advance((ROTATION_UNTIL - T0).total_seconds())
+    old_body = messenger_body([message_item(USER, "hello", ts=rotating.now_ms(), mid="m_old")])
+    assert rotating.post(old_body, signature=hub_signature(old_body, OLD_SECRET)).status_code == 401
+    assert rotating.inbox() == []
+    new_body = messenger_body([message_item(USER, "hi", ts=rotating.now_ms(), mid="m_new")])
+    assert rotating.post(new_body, signature=hub_signature(new_body, SECRET)).status_code == 200
+    assert [r["dedup_key"] for r in rotating.inbox()] == ["m_new"]
+
+
+@pytest.mark.parametrize("channel", ["messenger", "whatsapp"])
+def test_rotation_refuses_a_third_secret(rotating: Harness, channel: str) -> None:
+    """B9: during a rotation a body signed with any other secret is still 401, nothing stored or run."""
+    from amanah.entrypoints.channels_cli import whatsapp_event
+
+    if channel == "messenger":
+        body = messenger_body([message_item(USER, "hi", ts=rotating.now_ms())])
+    else:
+        body = whatsapp_event("15550002222", "hi", phone_number_id=PHONE_ID)
+    response = rotating.post(
+        body, channel=channel, signature=hub_signature(body, "third-app-secret-not-real")
+    )
+    assert response.status_code == 401
+    assert rotating.inbox() == []
+    assert rotating.work() == 0
+
+
+def test_rotation_accepts_whatsapps_previous_secret_inside_the_window(rotating: Harness) -> None:
+    """B9 (WhatsApp): the previous WhatsApp app secret is accepted and counted inside the window."""
+    from amanah.entrypoints.channels_cli import whatsapp_event
+
+    before = _previous_used(rotating, "whatsapp")
+    body = whatsapp_event("15550002222", "hi", phone_number_id=PHONE_ID)
+    assert (
+        rotating.post(body, channel="whatsapp", signature=hub_signature(body, OLD_SECRET)).status_code == 200
+    )
+    assert _previous_used(rotating, "whatsapp") == before + 1
+    assert len(rotating.inbox()) == 1
 
 
 def test_bad_signature_on_malformed_json_is_401_not_400(harness: Harness) -> None:

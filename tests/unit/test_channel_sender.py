@@ -162,6 +162,24 @@ def test_endpoints_from_settings_only_configured_channels() -> None:
     assert TOKEN not in repr(found[Channel.MESSENGER])
 
 
+@pytest.mark.parametrize(("fake_secret", "delivered"), [(SECRET, True), ("old-app-secret-not-real", False)])
+def test_appsecret_proof_uses_the_current_secret_while_rotating(fake_secret: str, delivered: bool) -> None:
+    """B9/F7: with a previous app secret configured, appsecret_proof is still made with the current one."""
+    app = create_fake_graph_app(access_token=TOKEN, app_secret=fake_secret)
+    with served(app) as base:
+        settings = Settings(
+            messenger_page_access_token=TOKEN,
+            messenger_app_secret=SECRET,
+            messenger_app_secret_previous="old-app-secret-not-real",
+            messenger_app_secret_previous_until="2100-01-01T00:00:00Z",
+            messenger_graph_url=f"{base}/v23.0",
+            _env_file=None,
+        )
+        sender = GraphSender(endpoints_from_settings(settings), adapters=ADAPTERS)
+        (outcome,) = asyncio.run(_send_all(sender, [fb_request()]))
+    assert (outcome.kind is OutcomeKind.DELIVERED) is delivered
+
+
 # --- over a real socket -----------------------------------------------------------------------------
 
 

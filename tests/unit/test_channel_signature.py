@@ -5,13 +5,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
+from pydantic import ValidationError as PydanticValidationError
 
 from amanah.adapters.channels import meta
 from amanah.adapters.channels.base import ChannelAdapter, MalformedPayload
 from amanah.adapters.channels.messenger import MessengerAdapter
+from amanah.adapters.channels.messenger import app_secrets as messenger_secrets
 from amanah.adapters.channels.whatsapp import WhatsAppAdapter
+from amanah.adapters.channels.whatsapp import app_secrets as whatsapp_secrets
+from amanah.settings import Settings
 
 SECRET = "test-app-secret-not-real"
 # §2.4 test vector: exactly these 267 bytes, no trailing newline.
@@ -171,3 +178,121 @@ def test_empty_app_secret_rejects_everything(secrets: str | list[str]) -> None:
     adapter = WhatsAppAdapter("vt", secrets, "400000000000004")
     assert not adapter.verify_signature(VECTOR_BODY, meta.hub_signature(VECTOR_BODY, ""))
     assert not adapter.verify_signature(VECTOR_BODY, VECTOR_SIG)
+
+
+# --- B9: app secret rotation with a deadline ------------------------------------------------------
+
+NEW, OLD, THIRD = "new-app-secret-not-real", "old-app-secret-not-real", "third-app-secret-not-real"
+UNTIL = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
+ROTATING = meta.AppSecrets(NEW, OLD, UNTIL)
+
+
+def _sig(secret: str) -> str:
+    return meta.hub_signature(VECTOR_BODY, secret)
+
+
+def _previous_used(channel: str, use: str = "webhook") -> float:
+    labels = {"channel": channel, "use": use}
+    return REGISTRY.get_sample_value("amanah_app_secret_previous_used_total", labels) or 0.0
+
+
+def test_b9_match_says_which_secret_verified() -> None:
+    """B9: inside the window the current secret matches as current, the previous one as previous."""
+    inside = UNTIL - timedelta(seconds=1)
+    assert meta.match_hub_signature(VECTOR_BODY, _sig(NEW), ROTATING, inside) is meta.SecretMatch.CURRENT
+    assert meta.match_hub_signature(VECTOR_BODY, _sig(OLD), ROTATING, inside) is meta.SecretMatch.PREVIOUS
+    assert meta.match_hub_signature(VECTOR_BODY, _sig(THIRD), ROTATING, inside) is None
+
+
+def test_b9_previous_secret_refused_from_the_deadline_on() -> None:
+    """B9: at and after previous_until only the current secret verifies."""
+    for at in (UNTIL, UNTIL + timedelta(days=30)):
+        assert meta.match_hub_signature(VECTOR_BODY, _sig(OLD), ROTATING, at) is None
+        assert meta.match_hub_signature(VECTOR_BODY, _sig(NEW), ROTATING, at) is meta.SecretMatch.CURRENT
+
+
+def test_b9_previous_without_deadline_stays_valid_until_removed() -> None:
+    """B9: a previous secret with no deadline is accepted whatever the date."""
+    secrets = meta.AppSecrets(NEW, OLD)
+    far = datetime(2100, 1, 1, tzinfo=UTC)
+    assert meta.match_hub_signature(VECTOR_BODY, _sig(OLD), secrets, far) is meta.SecretMatch.PREVIOUS
+
+
+def test_b9_previous_equal_to_current_counts_as_current() -> None:
+    """B9: a previous secret left equal to the current one is not reported as a rotation in progress."""
+    secrets = meta.AppSecrets(NEW, NEW, UNTIL)
+    assert meta.match_hub_signature(VECTOR_BODY, _sig(NEW), secrets, UNTIL) is meta.SecretMatch.CURRENT
+    assert not secrets.previous_open(UNTIL - timedelta(days=1))
+
+
+def test_b9_no_current_secret_rejects_even_the_previous_one() -> None:
+    """B9: a previous secret alone never turns a channel on: without a current secret nothing verifies."""
+    secrets = meta.AppSecrets("", OLD, UNTIL)
+    assert not secrets.configured
+    inside = UNTIL - timedelta(days=1)
+    assert meta.match_hub_signature(VECTOR_BODY, _sig(OLD), secrets, inside) is None
+    assert meta.match_hub_signature(VECTOR_BODY, _sig(""), secrets, inside) is None
+
+
+@pytest.mark.parametrize("channel", ["messenger", "whatsapp"])
+def test_b9_adapter_accepts_both_inside_the_window_and_counts_the_previous(channel: str) -> None:
+    """B9: the adapters accept old and new inside the window, refuse a third, and count previous-secret use."""
+    clock = [UNTIL - timedelta(hours=1)]
+    adapter: ChannelAdapter
+    if channel == "messenger":
+        adapter = MessengerAdapter("vt", ROTATING, now=lambda: clock[0])
+    else:
+        adapter = WhatsAppAdapter("vt", ROTATING, "400000000000004", now=lambda: clock[0])
+    before = _previous_used(channel)
+    assert adapter.verify_signature(VECTOR_BODY, _sig(NEW))
+    assert _previous_used(channel) == before
+    assert adapter.verify_signature(VECTOR_BODY, _sig(OLD))
+    assert _previous_used(channel) == before + 1
+    assert not adapter.verify_signature(VECTOR_BODY, _sig(THIRD))
+    clock[0] = UNTIL
+    assert not adapter.verify_signature(VECTOR_BODY, _sig(OLD))
+    assert adapter.verify_signature(VECTOR_BODY, _sig(NEW))
+    assert _previous_used(channel) == before + 1
+
+
+def test_b9_acceptance_on_the_previous_secret_is_logged_without_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """B9: operators see a log line when the previous secret was used; no secret is in it."""
+    adapter = MessengerAdapter("vt", ROTATING, now=lambda: UNTIL - timedelta(hours=1))
+    with caplog.at_level(logging.INFO, logger="amanah.adapters.channels.meta"):
+        assert adapter.verify_signature(VECTOR_BODY, _sig(OLD))
+    assert "previous app secret" in caplog.text
+    assert OLD not in caplog.text and NEW not in caplog.text
+
+
+def test_b9_app_secrets_hide_secrets_and_need_an_aware_deadline() -> None:
+    """B9: AppSecrets never shows a secret in repr or describe(), and refuses a naive deadline."""
+    shown = repr(ROTATING) + ROTATING.describe(UNTIL - timedelta(days=1)) + ROTATING.describe(UNTIL)
+    assert NEW not in shown and OLD not in shown and "2026-04-01T12:00:00+00:00" in shown
+    with pytest.raises(ValueError, match="timezone-aware"):
+        meta.AppSecrets(NEW, OLD, datetime(2026, 4, 1, 12, 0))
+    with pytest.raises(ValueError, match="at most two"):
+        meta.AppSecrets.of([NEW, OLD, THIRD])
+
+
+def test_b9_settings_read_the_rotation_window_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B9: the AMANAH_*_APP_SECRET_PREVIOUS(_UNTIL) variables build each channel's AppSecrets."""
+    monkeypatch.setenv("AMANAH_MESSENGER_APP_SECRET", NEW)
+    monkeypatch.setenv("AMANAH_MESSENGER_APP_SECRET_PREVIOUS", OLD)
+    monkeypatch.setenv("AMANAH_MESSENGER_APP_SECRET_PREVIOUS_UNTIL", "2026-04-01T15:00:00+03:00")
+    monkeypatch.setenv("AMANAH_WHATSAPP_APP_SECRET", NEW)
+    monkeypatch.setenv("AMANAH_WHATSAPP_APP_SECRET_PREVIOUS", OLD)
+    monkeypatch.setenv("AMANAH_WHATSAPP_APP_SECRET_PREVIOUS_UNTIL", "")
+    settings = Settings(_env_file=None)
+    fb, wa = messenger_secrets(settings), whatsapp_secrets(settings)
+    assert (fb.current, fb.previous, fb.previous_until) == (NEW, OLD, UNTIL)
+    assert (wa.current, wa.previous, wa.previous_until) == (NEW, OLD, None)
+    assert OLD not in repr(settings)
+
+
+def test_b9_a_naive_deadline_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B9: a deadline without a time zone is refused at start-up rather than guessed."""
+    monkeypatch.setenv("AMANAH_MESSENGER_APP_SECRET_PREVIOUS_UNTIL", "2026-04-01T12:00:00")
+    with pytest.raises(PydanticValidationError, match="timezone"):
+        Settings(_env_file=None)

@@ -217,6 +217,24 @@ def test_unknown_or_malformed_codes_link_nothing(service: LinkingService, code: 
     assert service.complete_messenger(PSID, code) is None
 
 
+def test_messenger_extensions_link_records_how_it_was_made(service: LinkingService) -> None:
+    """A webview-verified PSID is bound with a consent record saying it came from Messenger Extensions."""
+    binding = service.complete_messenger_extensions(PSID, 7, T0)
+    assert binding.customer_id == 7 and service.customer_for(Channel.MESSENGER, PSID) == 7
+    [consent] = service.consents(7)
+    assert consent.method is ConsentMethod.MESSENGER_EXTENSIONS
+    agreement = service.agreement(Channel.MESSENGER)
+    assert (consent.agreement_id, consent.agreement_version) == (agreement.id, agreement.version)
+
+
+@pytest.mark.parametrize("psid", ["", "   ", "2000 0002", "x" * 201, "<script>"])
+def test_messenger_extensions_link_refuses_a_malformed_psid(service: LinkingService, psid: str) -> None:
+    """A PSID that is empty, too long or has unexpected characters is a ValidationError, nothing bound."""
+    with pytest.raises(ValidationError):
+        service.complete_messenger_extensions(psid, 7)
+    assert service.consents(7) == []
+
+
 # -- WhatsApp -------------------------------------------------------------------------------------
 
 

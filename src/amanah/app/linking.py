@@ -11,6 +11,12 @@ Messenger (Account Linking)::
     -> bank login -> consent page -> accept -> redirect_uri&authorization_code=<one-time code>
     -> webhook account_linking{linked, code} from the PSID -> complete_messenger(psid, code)
 
+Messenger on the web and desktop (Account Linking works only in the mobile apps)::
+
+    URL button (messenger_extensions) -> /link/messenger/context: MessengerExtensions.getContext
+    -> POST signed_request (verified by the entrypoint: HMAC with the app secret, age, Page)
+    -> bank login -> consent page -> accept -> complete_messenger_extensions(psid, customer) -> binding
+
 WhatsApp (no linking protocol)::
 
     link in the chat -> /link/whatsapp?token=<one-time token bound to the wa_id>
@@ -385,6 +391,33 @@ class LinkingService:
             at=at or now,
         )
         log.info("messenger user linked (consent %s)", binding.consent_id)
+        return binding
+
+    def complete_messenger_extensions(
+        self, psid: str, customer_id: int, at: datetime | None = None
+    ) -> Binding:
+        """The logged-in customer accepted the consent page a Messenger webview opened: bind ``psid``.
+
+        The caller has verified ``psid`` from a Messenger Extensions ``signed_request`` (signed by Meta
+        with the app secret, recent, for our Page); the consent record says so
+        (:attr:`ConsentMethod.MESSENGER_EXTENSIONS`) and is to the current agreement.
+        """
+        psid = _user_id(psid)
+        if not _PSID_RE.fullmatch(psid):
+            raise ValidationError("PSID has unexpected characters")
+        agreement = self.agreement(Channel.MESSENGER)
+        now = self.clock.now()
+        binding = self.store.bind(
+            channel=Channel.MESSENGER,
+            user_id=psid,
+            customer_id=customer_id,
+            agreement_id=agreement.id,
+            agreement_version=agreement.version,
+            method=ConsentMethod.MESSENGER_EXTENSIONS,
+            given_at=now,
+            at=at or now,
+        )
+        log.info("messenger user linked from a webview (consent %s)", binding.consent_id)
         return binding
 
     # -- WhatsApp -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ class ConsentMethod(StrEnum):
     """How a customer gave consent to link a platform user."""
 
     MESSENGER_ACCOUNT_LINKING = "messenger_account_linking"  # Messenger's account_link button flow
+    MESSENGER_EXTENSIONS = "messenger_extensions"  # a webview's verified signed_request (web, desktop)
     WHATSAPP_LINK = "whatsapp_link"  # a one-time link sent in the WhatsApp chat
     OPERATOR_CLI = "operator_cli"  # recorded by an operator (`amanah link`), e.g. for tests and demos
 

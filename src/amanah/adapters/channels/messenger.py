@@ -26,7 +26,8 @@ an opaque ticket id in it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from amanah.adapters.channels import meta
@@ -83,6 +84,10 @@ _str = meta.json_str
 _ms = meta.json_int
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def _attachments(items: Sequence[Any]) -> tuple[Attachment, ...]:
     """Attachment references (never fetched).
 
@@ -114,29 +119,39 @@ def _attachments(items: Sequence[Any]) -> tuple[Attachment, ...]:
     return tuple(unique)
 
 
+def app_secrets(settings: Settings) -> meta.AppSecrets:
+    """Messenger's app secret and, while rotating, the previous one and its deadline."""
+    return meta.AppSecrets(
+        settings.messenger_app_secret.get_secret_value(),
+        settings.messenger_app_secret_previous.get_secret_value(),
+        settings.messenger_app_secret_previous_until,
+    )
+
+
 class MessengerAdapter:
-    """The Messenger channel. ``app_secrets``: the current app secret, plus the old one while rotating."""
+    """The Messenger channel. ``app_secrets``: the current app secret, plus the previous one while
+    rotating (:class:`meta.AppSecrets`; ``now`` decides whether its window is still open)."""
 
     signature_header = meta.SIGNATURE_HEADER
 
     def __init__(
         self,
         verify_token: str,
-        app_secrets: str | Iterable[str],
+        app_secrets: meta.AppSecrets | str | Iterable[str],
         *,
         max_text: int = MAX_TEXT,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self._verify_token = verify_token
-        secrets = [app_secrets] if isinstance(app_secrets, str) else list(app_secrets)
-        self._app_secrets = tuple(s for s in secrets if s)
+        self._app_secrets = meta.AppSecrets.of(app_secrets)
+        self._now = now or _utcnow
         self._max_text = max_text
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MessengerAdapter:
-        return cls(
-            settings.messenger_verify_token.get_secret_value(),
-            settings.messenger_app_secret.get_secret_value(),
-        )
+    def from_settings(
+        cls, settings: Settings, *, now: Callable[[], datetime] | None = None
+    ) -> MessengerAdapter:
+        return cls(settings.messenger_verify_token.get_secret_value(), app_secrets(settings), now=now)
 
     @property
     def name(self) -> Channel:
@@ -152,7 +167,10 @@ class MessengerAdapter:
         return meta.verify_hub_handshake(params, self._verify_token)
 
     def verify_signature(self, raw_body: bytes, header: str | None) -> bool:
-        return meta.verify_hub_signature(raw_body, header, self._app_secrets)
+        which = meta.match_hub_signature(raw_body, header, self._app_secrets, self._now())
+        if which is meta.SecretMatch.PREVIOUS:
+            meta.note_previous_secret(Channel.MESSENGER.value, "webhook")
+        return which is not None
 
     def parse(self, raw_body: bytes) -> list[InboundEvent]:
         doc = load_json_object(raw_body)

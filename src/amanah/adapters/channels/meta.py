@@ -4,7 +4,17 @@ Signature: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, raw body)>
 lowercase ``sha256=`` prefix is accepted (never the legacy ``sha1=`` header, never an algorithm taken
 from the header); the digest must be 64 hex characters - uppercase hex is accepted because it is the
 same MAC value. The comparison is constant-time. With no (non-empty) app secret configured,
-everything is rejected. Several secrets may be valid at once (rotation).
+everything is rejected.
+
+Rotation (:class:`AppSecrets`): the current app secret, and the previous one until an optional
+deadline. A signature is checked against both (each in constant time, no early exit); one that only
+the previous secret verifies is accepted while the window is open, logged and counted in
+``amanah_app_secret_previous_used_total`` so operators see when the rotation is over. Outgoing
+``appsecret_proof`` always uses the current secret.
+
+Messenger Extensions ``signed_request`` (:func:`verify_signed_request`): what
+``MessengerExtensions.getContext`` gives a webview page, ``base64url(HMAC-SHA256(app_secret,
+payload_b64)) + "." + payload_b64``. The MAC is checked before the payload is decoded.
 
 Errors: classified on the Graph ``code`` / ``error_subcode``, never on the HTTP status alone (Graph
 answers most errors, throttling included, with 400). :data:`GRAPH_ERROR_POLICY` is the one table.
@@ -12,15 +22,25 @@ answers most errors, throttling included, with 400). :data:`GRAPH_ERROR_POLICY` 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
+from prometheus_client import Counter
+
 from amanah.adapters.channels.base import ErrorAction, OutcomeKind, SendOutcome
+from amanah.domain.errors import ValidationError
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="
@@ -48,22 +68,263 @@ def hub_signature(raw_body: bytes, app_secret: str) -> str:
     return _PREFIX + digest
 
 
-def verify_hub_signature(raw_body: bytes, header: str | None, app_secrets: Iterable[str]) -> bool:
-    """True when ``header`` is a valid SHA-256 signature of ``raw_body`` under one of the secrets."""
+def _hub_mac(header: str | None) -> bytes | None:
+    """The 32-byte MAC an ``X-Hub-Signature-256`` header carries, or None if it is not well formed."""
     if not header or not header.startswith(_PREFIX):
-        return False
+        return None
     given_hex = header[len(_PREFIX) :]
     if len(given_hex) != 64 or not _HEX.issuperset(given_hex):
+        return None
+    return bytes.fromhex(given_hex)
+
+
+def verify_hub_signature(raw_body: bytes, header: str | None, app_secrets: Iterable[str]) -> bool:
+    """True when ``header`` is a valid SHA-256 signature of ``raw_body`` under one of the secrets."""
+    given = _hub_mac(header)
+    if given is None:
         return False
-    given = bytes.fromhex(given_hex)
-    valid = False
-    for secret in app_secrets:
+    return _match(given, raw_body, [(s, SecretMatch.CURRENT) for s in app_secrets]) is not None
+
+
+# --- app secret rotation --------------------------------------------------------------------------
+
+
+class SecretMatch(StrEnum):
+    """Which app secret verified a signature."""
+
+    CURRENT = "current"
+    PREVIOUS = "previous"
+
+
+@dataclass(frozen=True, slots=True)
+class AppSecrets:
+    """A channel's app secret, and during a rotation the previous one (until ``previous_until``).
+
+    ``previous_until`` must be timezone-aware; None means "until it is removed from the configuration".
+    Secrets are kept out of ``repr``.
+    """
+
+    current: str = field(repr=False)
+    previous: str = field(default="", repr=False)
+    previous_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.previous_until is not None and self.previous_until.utcoffset() is None:
+            raise ValueError("previous_until must be a timezone-aware datetime")
+
+    @classmethod
+    def of(cls, value: AppSecrets | str | Iterable[str]) -> AppSecrets:
+        """``value`` as :class:`AppSecrets`: a single secret, or ``[current, previous]`` (no deadline)."""
+        if isinstance(value, AppSecrets):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        secrets = [s for s in value if s]
+        if len(secrets) > 2:
+            raise ValueError("at most two app secrets: the current one and the previous one")
+        return cls(secrets[0], secrets[1] if len(secrets) > 1 else "") if secrets else cls("")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.current)
+
+    def previous_open(self, now: datetime) -> bool:
+        """True while the previous secret is still accepted at ``now``."""
+        if not self.previous or self.previous == self.current:
+            return False
+        return self.previous_until is None or now < self.previous_until
+
+    def candidates(self, now: datetime) -> list[tuple[str, SecretMatch]]:
+        """The secrets a signature may be made with at ``now``, current first (none without a current
+        secret: a previous one alone never turns a channel on)."""
+        if not self.current:
+            return []
+        found = [(self.current, SecretMatch.CURRENT)]
+        if self.previous_open(now):
+            found.append((self.previous, SecretMatch.PREVIOUS))
+        return found
+
+    def describe(self, now: datetime) -> str:
+        """The rotation state in words, for the start-up log (never a secret)."""
+        if not self.previous or self.previous == self.current:
+            return "no previous app secret"
+        if self.previous_until is None:
+            return "the previous app secret is accepted until it is removed from the configuration"
+        if now >= self.previous_until:
+            return f"the previous app secret expired at {self.previous_until.isoformat()}; remove it"
+        return f"the previous app secret is accepted until {self.previous_until.isoformat()}"
+
+
+APP_SECRET_PREVIOUS_USED = Counter(
+    "amanah_app_secret_previous_used_total",
+    "Requests authenticated with the previous app secret during a rotation",
+    ["channel", "use"],
+)
+
+
+def note_previous_secret(channel: str, use: str) -> None:
+    """Log and count a request accepted on the previous app secret (``use``: webhook, signed_request)."""
+    APP_SECRET_PREVIOUS_USED.labels(channel, use).inc()
+    log.info(
+        "%s %s accepted on the previous app secret: rotation still in progress at the platform",
+        channel,
+        use,
+    )
+
+
+def _match(given: bytes, message: bytes, candidates: Iterable[tuple[str, SecretMatch]]) -> SecretMatch | None:
+    """Which candidate secret's HMAC-SHA256 of ``message`` equals ``given``.
+
+    No early exit: every candidate is computed and compared in constant time.
+    """
+    found: SecretMatch | None = None
+    for secret, which in candidates:
         if not secret:
             continue
-        expected = hmac.new(secret.encode("utf-8"), raw_body, hashlib.sha256).digest()
-        # No early exit: every configured secret is checked, in constant time each.
-        valid = hmac.compare_digest(expected, given) or valid
-    return valid
+        expected = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+        if hmac.compare_digest(expected, given) and found is None:
+            found = which
+    return found
+
+
+def match_hub_signature(
+    raw_body: bytes, header: str | None, secrets: AppSecrets, now: datetime
+) -> SecretMatch | None:
+    """Which secret ``header`` is a valid ``X-Hub-Signature-256`` of ``raw_body`` under, at ``now``.
+
+    The previous secret counts only while its window is open; None if no accepted secret verifies.
+    """
+    given = _hub_mac(header)
+    if given is None:
+        return None
+    return _match(given, raw_body, secrets.candidates(now))
+
+
+# --- Messenger Extensions signed_request ----------------------------------------------------------
+
+SIGNED_REQUEST_ALGORITHM = "HMAC-SHA256"
+SIGNED_REQUEST_MAX_AGE_S = 300  # getContext runs when the page opens: 5 minutes is plenty
+SIGNED_REQUEST_MAX_SKEW_S = 60  # issued_at may be this far in our future (clock skew)
+MAX_SIGNED_REQUEST = 4096
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_PSID_RE = re.compile(r"[A-Za-z0-9_:-]{1,200}")
+
+
+class SignedRequestError(ValidationError):
+    """A ``signed_request`` that must be refused. ``reason`` is one of :data:`SIGNED_REQUEST_REASONS`.
+
+    ``malformed`` is bad input (HTTP 400); every other reason is a failed verification (403).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def status(self) -> int:
+        return 400 if self.reason == "malformed" else 403
+
+
+SIGNED_REQUEST_REASONS = ("malformed", "bad_signature", "algorithm", "stale", "future", "wrong_page")
+
+
+@dataclass(frozen=True, slots=True)
+class MessengerContext:
+    """The verified payload of a Messenger Extensions ``signed_request``."""
+
+    psid: str
+    page_id: str
+    thread_type: str
+    tid: str
+    issued_at: datetime
+    secret: SecretMatch  # which app secret verified it
+
+
+def _b64url_decode(text: str) -> bytes:
+    """base64url with or without ``=`` padding; SignedRequestError on anything else."""
+    if not _B64URL_RE.fullmatch(text):
+        raise SignedRequestError("malformed", "signed_request is not base64url")
+    bare = text.rstrip("=")
+    if len(bare) % 4 == 1:
+        raise SignedRequestError("malformed", "signed_request has a truncated base64url part")
+    try:
+        return base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the pattern rules these out
+        raise SignedRequestError("malformed", "signed_request is not base64url") from exc
+
+
+def sign_request(payload: Mapping[str, Any], app_secret: str) -> str:
+    """A ``signed_request`` for ``payload`` as Meta makes it (for tests and the fake)."""
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    payload_b64 = base64.urlsafe_b64encode(body).decode("ascii").rstrip("=")
+    mac = hmac.new(app_secret.encode("utf-8"), payload_b64.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=") + "." + payload_b64
+
+
+def verify_signed_request(
+    signed_request: object,
+    app_secrets: AppSecrets | str | Iterable[str],
+    *,
+    now: datetime,
+    max_age_s: int = SIGNED_REQUEST_MAX_AGE_S,
+    max_skew_s: int = SIGNED_REQUEST_MAX_SKEW_S,
+    page_id: str = "",
+) -> MessengerContext:
+    """The payload of a Messenger Extensions ``signed_request``, or :class:`SignedRequestError`.
+
+    Checks, in order: shape (``<mac>.<payload>``, base64url with or without padding, at most
+    :data:`MAX_SIGNED_REQUEST` characters); the MAC over the payload part exactly as received, against
+    the current app secret and the previous one while its window is open (constant time, before the
+    payload is decoded); ``algorithm == "HMAC-SHA256"``; ``issued_at`` at most ``max_age_s`` old and
+    at most ``max_skew_s`` in the future; a PSID; and ``page_id`` when one is configured.
+    """
+    secrets = AppSecrets.of(app_secrets)
+    if (
+        not isinstance(signed_request, str)
+        or not signed_request
+        or len(signed_request) > MAX_SIGNED_REQUEST
+        or not signed_request.isascii()
+        or signed_request.count(".") != 1
+    ):
+        raise SignedRequestError("malformed", "signed_request is missing or malformed")
+    mac_b64, payload_b64 = signed_request.split(".")
+    given = _b64url_decode(mac_b64)
+    if len(given) != hashlib.sha256().digest_size or not payload_b64:
+        raise SignedRequestError("malformed", "signed_request is malformed")
+    _b64url_decode(payload_b64)  # shape only: nothing is interpreted before the MAC verifies
+    which = _match(given, payload_b64.encode("ascii"), secrets.candidates(now))
+    if which is None:
+        raise SignedRequestError("bad_signature", "signed_request does not verify")
+    try:
+        doc = json.loads(_b64url_decode(payload_b64))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SignedRequestError("malformed", "signed_request payload is not JSON") from exc
+    if not isinstance(doc, dict):
+        raise SignedRequestError("malformed", "signed_request payload is not a JSON object")
+    if doc.get("algorithm") != SIGNED_REQUEST_ALGORITHM:
+        raise SignedRequestError("algorithm", "signed_request algorithm is not HMAC-SHA256")
+    issued = json_int(doc.get("issued_at"))
+    if issued is None or isinstance(doc.get("issued_at"), float):
+        raise SignedRequestError("malformed", "signed_request has no issued_at")
+    age = now.timestamp() - issued
+    if age > max_age_s:
+        raise SignedRequestError("stale", "signed_request is too old")
+    if age < -max_skew_s:
+        raise SignedRequestError("future", "signed_request is issued in the future")
+    psid = json_str(doc.get("psid"))
+    if psid is None or not _PSID_RE.fullmatch(psid):
+        raise SignedRequestError("malformed", "signed_request has no valid psid")
+    page = json_str(doc.get("page_id")) or ""
+    if page_id and page != page_id:
+        raise SignedRequestError("wrong_page", "signed_request is for another Page")
+    return MessengerContext(
+        psid=psid,
+        page_id=page,
+        thread_type=json_str(doc.get("thread_type")) or "",
+        tid=json_str(doc.get("tid")) or "",
+        issued_at=datetime.fromtimestamp(issued, UTC),
+        secret=which,
+    )
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:

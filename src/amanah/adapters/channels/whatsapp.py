@@ -23,6 +23,7 @@ Outbound rendering choices (documented, deterministic):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from amanah.adapters.channels import meta
@@ -77,31 +78,52 @@ def _seconds_to_ms(value: object) -> int | None:
     return None if seconds is None else seconds * 1000
 
 
+def app_secrets(settings: Settings) -> meta.AppSecrets:
+    """WhatsApp's app secret and, while rotating, the previous one and its deadline."""
+    return meta.AppSecrets(
+        settings.whatsapp_app_secret.get_secret_value(),
+        settings.whatsapp_app_secret_previous.get_secret_value(),
+        settings.whatsapp_app_secret_previous_until,
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class WhatsAppAdapter:
-    """The WhatsApp Cloud API channel for one business phone number."""
+    """The WhatsApp Cloud API channel for one business phone number.
+
+    ``app_secrets``: the current app secret, plus the previous one while rotating (``now`` decides
+    whether its window is still open).
+    """
 
     signature_header = meta.SIGNATURE_HEADER
 
     def __init__(
         self,
         verify_token: str,
-        app_secrets: str | Iterable[str],
+        app_secrets: meta.AppSecrets | str | Iterable[str],
         phone_number_id: str,
         *,
         max_text: int = MAX_TEXT,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self._verify_token = verify_token
-        secrets = [app_secrets] if isinstance(app_secrets, str) else list(app_secrets)
-        self._app_secrets = tuple(s for s in secrets if s)
+        self._app_secrets = meta.AppSecrets.of(app_secrets)
+        self._now = now or _utcnow
         self._phone_number_id = phone_number_id
         self._max_text = max_text
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WhatsAppAdapter:
+    def from_settings(
+        cls, settings: Settings, *, now: Callable[[], datetime] | None = None
+    ) -> WhatsAppAdapter:
         return cls(
             settings.whatsapp_verify_token.get_secret_value(),
-            settings.whatsapp_app_secret.get_secret_value(),
+            app_secrets(settings),
             settings.whatsapp_phone_number_id,
+            now=now,
         )
 
     @property
@@ -122,7 +144,10 @@ class WhatsAppAdapter:
         return meta.verify_hub_handshake(params, self._verify_token)
 
     def verify_signature(self, raw_body: bytes, header: str | None) -> bool:
-        return meta.verify_hub_signature(raw_body, header, self._app_secrets)
+        which = meta.match_hub_signature(raw_body, header, self._app_secrets, self._now())
+        if which is meta.SecretMatch.PREVIOUS:
+            meta.note_previous_secret(Channel.WHATSAPP.value, "webhook")
+        return which is not None
 
     def parse(self, raw_body: bytes) -> list[InboundEvent]:
         doc = load_json_object(raw_body)

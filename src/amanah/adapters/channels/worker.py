@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amanah.adapters.channels.base import (
@@ -51,6 +51,7 @@ from amanah.adapters.channels.base import (
     SendRequest,
 )
 from amanah.adapters.channels.messenger import MessengerAdapter, is_control_path
+from amanah.adapters.channels.messenger import app_secrets as messenger_secrets
 from amanah.adapters.channels.pipeline import ChannelPipeline
 from amanah.adapters.channels.policy import (
     MAX_ATTEMPTS,
@@ -61,6 +62,7 @@ from amanah.adapters.channels.policy import (
 )
 from amanah.adapters.channels.sender import GraphEndpoint, GraphSender, endpoints_from_settings
 from amanah.adapters.channels.whatsapp import WhatsAppAdapter
+from amanah.adapters.channels.whatsapp import app_secrets as whatsapp_secrets
 from amanah.adapters.storage.sql_inbox import SqlInbox, serialize_sqlite_writes
 from amanah.adapters.storage.sql_outbox import (
     DELIVERED,
@@ -119,12 +121,28 @@ class ChannelRuntime:
             sender.wake()
 
 
-def build_runtime(settings: Settings, engine: Any) -> ChannelRuntime:
-    """Adapters and Graph endpoints from ``settings``, the inbox and outbox on ``engine``."""
+def build_runtime(settings: Settings, engine: Any, clock: Clock | None = None) -> ChannelRuntime:
+    """Adapters and Graph endpoints from ``settings``, the inbox and outbox on ``engine``.
+
+    ``clock`` (default: the system's) decides when a previous app secret's rotation window closes.
+    """
+    now = clock.now if clock is not None else None
     adapters: dict[Channel, ChannelAdapter] = {
-        Channel.MESSENGER: MessengerAdapter.from_settings(settings),
-        Channel.WHATSAPP: WhatsAppAdapter.from_settings(settings),
+        Channel.MESSENGER: MessengerAdapter.from_settings(settings, now=now),
+        Channel.WHATSAPP: WhatsAppAdapter.from_settings(settings, now=now),
     }
+    at = now() if now is not None else datetime.now(UTC)
+    for channel, secrets in (
+        (Channel.MESSENGER, messenger_secrets(settings)),
+        (Channel.WHATSAPP, whatsapp_secrets(settings)),
+    ):
+        if secrets.previous:
+            level = (
+                logging.WARNING
+                if secrets.previous_until is None or not secrets.previous_open(at)
+                else logging.INFO
+            )
+            log.log(level, "%s app secret rotation: %s", channel.value, secrets.describe(at))
     serialize_sqlite_writes(engine)
     return ChannelRuntime(
         settings=settings,

@@ -3,6 +3,13 @@
 * ``/link/messenger``: Messenger's ``account_link`` button opens it with ``account_linking_token`` and
   ``redirect_uri`` (Messenger's account-linking callback), and our signed ``state`` (required). Login, consent, then back to ``redirect_uri`` with a
   one-time ``authorization_code`` (accept) or without one (decline).
+* ``/link/messenger/context``: Messenger on the web and desktop, where the ``account_link`` button does
+  not work. A URL button (``messenger_extensions: true``) opens this page in Messenger's webview; its
+  script asks ``MessengerExtensions.getContext`` for a ``signed_request`` and posts it back. Once
+  verified (Meta's HMAC with the app secret, at most 5 minutes old, our Page), the PSID is kept in a
+  short-lived signed cookie while the customer logs in and consents
+  (``/link/messenger/context/consent``); accepting binds it. Only this entry page may be framed, and
+  only by messenger.com and facebook.com (Messenger's desktop webview is a frame).
 * ``/link/whatsapp?token=``: the one-time link sent in a WhatsApp chat. Login, consent, binding.
 * ``/settings/channels``: the customer's linked apps and consent history, with a withdraw button.
 
@@ -13,6 +20,7 @@ be https on an allowed host: never an open redirect.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -23,6 +31,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from amanah.adapters.channels import messenger as messenger_channel
+from amanah.adapters.channels.meta import (
+    SecretMatch,
+    SignedRequestError,
+    note_previous_secret,
+    verify_signed_request,
+)
 from amanah.app.i18n import format_day, lang_of, text_direction
 from amanah.app.linking import LinkingService, looks_like_secret, with_query
 from amanah.bootstrap import Container
@@ -33,10 +48,18 @@ from amanah.domain.linking import WithdrawalMethod
 from amanah.entrypoints.web.webchat import csrf_ok, csrf_token, end_session, same_origin
 from amanah.entrypoints.web.webchat import current_customer as customer_of
 
+log = logging.getLogger(__name__)
+
 RESUME_COOKIE = "amanah_link_resume"
 RESUME_MAX_AGE_S = 900
 MAX_NEXT = 500  # the login form accepts a `next` of at most this many characters
 _CONSENT_ID_RE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
+CONTEXT_PATH = "/link/messenger/context"  # the Messenger webview's entry page (signed_request)
+CONTEXT_CONSENT_PATH = CONTEXT_PATH + "/consent"
+CONTEXT_COOKIE = "amanah_link_context"  # the verified PSID while the customer logs in and consents
+CONTEXT_TTL_S = 900
+MESSENGER_EXTENSIONS_SDK = "https://connect.facebook.net/en_US/messenger.Extensions.js"
+MESSENGER_WEBVIEW_ANCESTORS = "https://www.messenger.com https://www.facebook.com"
 
 PLATFORM = {
     Channel.MESSENGER: {"en": "Facebook Messenger", "ar": "فيسبوك ماسنجر"},
@@ -61,6 +84,10 @@ PROBLEMS = {
     "forbidden": {
         "en": "This request could not be verified. Please go back and try again.",
         "ar": "تعذّر التحقق من هذا الطلب. يرجى الرجوع والمحاولة مرة أخرى.",
+    },
+    "context_expired": {
+        "en": "This page has expired. Please open it again from the button in Messenger.",
+        "ar": "انتهت صلاحية هذه الصفحة. يرجى فتحها من جديد من الزر في ماسنجر.",
     },
 }
 NO_FRAMES = {
@@ -88,6 +115,9 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
         raise RuntimeError("the linking router needs container.linking")
     resume_signer = URLSafeTimedSerializer(
         settings.session_secret.get_secret_value(), salt="amanah-link-resume"
+    )
+    context_signer = URLSafeTimedSerializer(
+        settings.session_secret.get_secret_value(), salt="amanah-link-messenger-context"
     )
     https = settings.base_url.startswith("https://")
 
@@ -291,6 +321,137 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
         response.delete_cookie(RESUME_COOKIE, path="/link")
         return response
 
+    # -- Messenger on the web and desktop: Messenger Extensions signed_request -----------------
+
+    def context_psid(request: Request) -> str | None:
+        """The PSID a verified signed_request left in this browser's context cookie, if still fresh."""
+        raw = request.cookies.get(CONTEXT_COOKIE, "")
+        try:
+            doc = context_signer.loads(raw, max_age=CONTEXT_TTL_S) if raw else None
+        except BadSignature:
+            return None
+        psid = doc.get("psid") if isinstance(doc, dict) else None
+        return psid if isinstance(psid, str) and psid else None
+
+    def forget_context(response: Response) -> Response:
+        response.delete_cookie(CONTEXT_COOKIE, path=CONTEXT_PATH, secure=https, httponly=True, samesite="lax")
+        return response
+
+    @r.get(CONTEXT_PATH, response_class=HTMLResponse, include_in_schema=False)
+    def messenger_context_page(request: Request, lang: str | None = None) -> Response:
+        """The page a ``messenger_extensions`` URL button opens; its script gets the signed_request."""
+        language = guess_lang(request, lang)
+        app_id = settings.messenger_app_id
+        sdk = MESSENGER_EXTENSIONS_SDK if app_id else ""  # the SDK is loaded only when configured
+        response = page(
+            request,
+            "link_context.html",
+            {
+                "lang": language,
+                "app_id": app_id,
+                "sdk_url": sdk,
+                "other_lang_url": switch_lang_url(request, language),
+            },
+        )
+        scripts = "'self'" + (" " + _origin_of(sdk) if sdk else "")
+        response.headers["Content-Security-Policy"] = (
+            f"frame-ancestors {MESSENGER_WEBVIEW_ANCESTORS}; script-src {scripts}; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'"
+        )
+        # Messenger's desktop webview frames this page: X-Frame-Options cannot name two origins, so the
+        # CSP above decides (ALLOW-FROM is what Meta documents; current browsers ignore it).
+        response.headers["X-Frame-Options"] = "ALLOW-FROM https://www.messenger.com/"
+        return response
+
+    @r.post(CONTEXT_PATH, include_in_schema=False)
+    def messenger_context_verify(
+        request: Request,
+        signed_request: Annotated[str, Form(max_length=20_000)] = "",
+        lang: Annotated[str, Form(max_length=5)] = "",
+    ) -> Response:
+        """Verify the page's signed_request; on success keep its PSID and go on to login and consent."""
+        language = guess_lang(request, lang, current_customer(request))
+        if not same_origin(request, settings):
+            return problem(request, language, 403, "forbidden")
+        try:
+            context = verify_signed_request(
+                signed_request,
+                messenger_channel.app_secrets(settings),
+                now=container.clock.now(),
+                page_id=settings.messenger_page_id,
+            )
+        except SignedRequestError as exc:
+            log.info("messenger signed_request refused: %s", exc.reason)
+            key = "context_expired" if exc.reason in ("stale", "future") else "bad_link"
+            return problem(request, language, exc.status, key)
+        if context.secret is SecretMatch.PREVIOUS:
+            note_previous_secret("messenger", "signed_request")
+        response = RedirectResponse(f"{CONTEXT_CONSENT_PATH}?lang={language}", status_code=303)
+        response.set_cookie(
+            CONTEXT_COOKIE,
+            context_signer.dumps({"psid": context.psid}),
+            max_age=CONTEXT_TTL_S,
+            path=CONTEXT_PATH,
+            httponly=True,
+            samesite="lax",
+            secure=https,
+        )
+        return response
+
+    @r.get(CONTEXT_CONSENT_PATH, response_class=HTMLResponse, include_in_schema=False)
+    def messenger_context_consent(request: Request, lang: str | None = None) -> Response:
+        customer = current_customer(request)
+        language = guess_lang(request, lang, customer)
+        if context_psid(request) is None:
+            return problem(request, language, 410, "context_expired")
+        if customer is None:
+            return to_login(request, this_url(request), language)
+        return consent_page(request, customer, Channel.MESSENGER, language, CONTEXT_CONSENT_PATH, {})
+
+    @r.post(CONTEXT_CONSENT_PATH, include_in_schema=False)
+    def messenger_context_decide(
+        request: Request,
+        decision: Annotated[str, Form(max_length=10)] = "",
+        agreement: Annotated[str, Form(max_length=200)] = "",
+        lang: Annotated[str, Form(max_length=5)] = "",
+        csrf: Annotated[str, Form(max_length=100)] = "",
+    ) -> Response:
+        assert linking is not None
+        customer = current_customer(request)
+        language = guess_lang(request, lang, customer)
+        psid = context_psid(request)
+        if psid is None:
+            return problem(request, language, 410, "context_expired")
+        if customer is None:
+            return to_login(request, CONTEXT_CONSENT_PATH, language)
+        if not post_ok(request, csrf):
+            return problem(request, language, 403, "forbidden")
+        if decision not in ("accept", "decline"):
+            return problem(request, language, 400, "bad_link")
+        done = {
+            "lang": language,
+            "channel": "messenger",
+            "platform": _pick(PLATFORM[Channel.MESSENGER], language),
+        }
+        if decision == "decline":
+            return forget_context(page(request, "link_done.html", {**done, "outcome": "declined"}))
+        if agreement != linking.agreement(Channel.MESSENGER).label:  # terms changed while the page was open
+            return consent_page(
+                request,
+                customer,
+                Channel.MESSENGER,
+                language,
+                CONTEXT_CONSENT_PATH,
+                {},
+                status=409,
+                changed=True,
+            )
+        try:
+            linking.complete_messenger_extensions(psid, customer.id)
+        except ValidationError:
+            return forget_context(problem(request, language, 400, "bad_link"))
+        return forget_context(page(request, "link_done.html", {**done, "outcome": "linked"}))
+
     # -- WhatsApp -----------------------------------------------------------------------------
 
     @r.get("/link/whatsapp", response_class=HTMLResponse, include_in_schema=False)
@@ -433,6 +594,11 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
         return RedirectResponse(f"/settings/channels?done={'1' if removed else '0'}", status_code=303)
 
     return r
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _without(url: str, name: str) -> str:
