@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     messenger_inbox_app_id: str = Field(default="263902037430900", pattern=r"^[0-9]{0,32}$")
     messenger_typing: bool = True  # send typing_on before each Messenger reply (best effort)
     worker_lease_s: float = Field(default=30.0, gt=0)  # a crashed worker's conversations wait this long
+    # The inbox worker writes the events it handles in batches: one transaction per this many events
+    # or this many milliseconds, whichever comes first (1: one transaction per event).
+    worker_batch_events: int = Field(default=64, ge=1)
+    worker_batch_ms: float = Field(default=20.0, ge=0)
     outbox_lease_s: float = Field(default=30.0, gt=0)  # a crashed sender's calls become unconfirmed after
     outbox_echo_wait_s: float = Field(default=5.0, ge=0)  # wait for an echo before re-sending
     outbox_max_inflight: int = Field(default=64, ge=1)

@@ -8,6 +8,7 @@ balance into a string itself.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -122,6 +123,12 @@ class Assistant:
         self.max_message_chars = max_message_chars
         self.link_url_for = link_url_for
         self.handlers: dict[Intent, IntentHandler] = dict(handlers or {})
+
+    def with_conversations(self, conversations: ConversationStore) -> Assistant:
+        """The same assistant storing its conversations in ``conversations`` (e.g. a worker's batch)."""
+        clone = copy.copy(self)
+        clone.conversations = conversations
+        return clone
 
     # -- entry point --------------------------------------------------------------------------
 

@@ -21,9 +21,16 @@ For each event, in timestamp order, while the worker holds the conversation's le
   ``request_thread_control`` from another app passes the thread to it the same way (H4); the
   customer's "Back to assistant" tap while their escalation is open gives the thread back to the bot.
 
-The assistant stores its turn in its own transaction before the reply is queued. If the worker dies
-between the two, the event is handled again after the lease expires: the customer gets exactly one
-reply (the first run queued none), and the conversation history shows the turn twice.
+Writes are grouped (:meth:`ChannelPipeline.run_once`): the turns (through
+``WriteBehindConversations``), replies, disclosure records, inbox rows and lease releases of up to
+``batch_events`` user messages, or of ``batch_ms`` milliseconds of work, go in one transaction, so a
+turn and its reply are stored together or not at all. A later event of the same conversation in the
+batch reads the state the earlier one left. Events that change what later events see (echoes,
+receipts, handover, linking, the customer's "back to assistant") write the batch first and then
+themselves on their own. If a batch's transaction fails, nothing of it is stored; its events run
+again, each then in its own transaction for a few runs so that a failing event is found and counted.
+Core banking actions (a card frozen) are not part of the batch: they are idempotent, so running an
+event again is safe.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -48,6 +55,7 @@ from amanah.adapters.channels.base import (
 )
 from amanah.adapters.channels.handover import HANDOFF, REQUESTED, Handover, resume_conversation
 from amanah.adapters.channels.messenger import PAGE_INBOX_APP_ID
+from amanah.adapters.storage.sql_conversations import WriteBehindConversations
 from amanah.adapters.storage.sql_inbox import ClaimedConversation, InboxItem, SqlInbox
 from amanah.adapters.storage.sql_outbox import QueuedCall, SqlOutbox
 from amanah.app.commands import InboundMessage
@@ -87,6 +95,17 @@ class _Thread:
     customer: tuple[int | None] | None = None  # the resolved binding, until a linking event
     last_id: int = 0  # the conversation's last claimed event: its transaction gives the lease back
     released: bool = False
+
+
+@dataclass
+class _Batch:
+    """Writes of handled events waiting for their common transaction (see ``ChannelPipeline.flush``)."""
+
+    ops: list[Callable[[Any], Any]] = field(default_factory=list)
+    conversations: list[tuple[Channel, str]] = field(default_factory=list)  # leased, given back at the end
+    events: int = 0
+    replies: int = 0
+    started: float = field(default_factory=time.monotonic)
 
 
 class LeaseLost(Exception):
@@ -183,6 +202,9 @@ class ChannelPipeline:
         on_queued: Callable[[], None] | None = None,
         inbox_app_id: str = PAGE_INBOX_APP_ID,
         handover: Handover | None = None,
+        conversations: WriteBehindConversations | None = None,
+        batch_events: int = 64,
+        batch_ms: float = 20.0,
     ) -> None:
         self.adapters = dict(adapters)
         self.inbox = inbox
@@ -200,11 +222,23 @@ class ChannelPipeline:
         self.handover = handover or Handover(
             outbox=outbox, guard=guard, inbox_app_id=inbox_app_id, our_app_id=our_app_id
         )
+        self.conversations = conversations
+        if conversations is not None:
+            conversations.defer = self._defer
+        self.batch_events = batch_events
+        self.batch_ms = batch_ms
+        self._batch: _Batch | None = None
+        self._solo_runs = 0  # after a failed batch: this many runs write each event on its own
+        self._unwritten = 0  # events of this run whose batch failed
 
     # --- batches ------------------------------------------------------------------------------------
 
     def run_once(self, owner: str, *, conversations: int = 50) -> int:
-        """Claim and handle one batch of conversations; returns how many events were handled."""
+        """Claim and handle one batch of conversations; returns how many events were handled.
+
+        The events' writes (turns, replies, disclosure records, inbox rows, leases) are grouped: one
+        transaction per ``batch_events`` events or ``batch_ms`` milliseconds, whichever comes first.
+        """
         claimed = self.inbox.claim(
             owner, now=self.clock.now(), lease_s=self.lease_s, conversations=conversations
         )
@@ -219,19 +253,89 @@ class ChannelPipeline:
                     if item.event.needs_reply and item.event.text and not item.event.payload
                 ]
             )
+        batching = self._solo_runs == 0
+        self._solo_runs = max(0, self._solo_runs - 1)
+        self._unwritten = 0
         handled = 0
         try:
             for conv in claimed:
+                if batching and self._batch is None:
+                    self._batch = _Batch()
                 handled += self.process(conv, owner)
+                batch = self._batch
+                if batch is not None and (
+                    batch.events >= self.batch_events
+                    or (time.monotonic() - batch.started) * 1000 >= self.batch_ms
+                ):
+                    self.flush(owner)
         finally:
-            if self.classifier is not None:
-                self.classifier.clear()
-        return handled
+            try:
+                self.flush(owner)
+            finally:
+                if self.classifier is not None:
+                    self.classifier.clear()
+        return max(0, handled - self._unwritten)
+
+    def flush(self, owner: str) -> int:
+        """Write the open batch in one transaction; returns how many of its events were not written.
+
+        If the transaction fails (a lease lost to another worker, a database error), nothing of the
+        batch is stored: its conversations are given back and their events run again later, the next
+        few runs writing each event on its own so that a failing event is found and counted.
+        """
+        batch, self._batch = self._batch, None
+        if batch is None or not batch.ops:
+            return 0
+        try:
+            with self.outbox.writer.begin() as conn:
+                for op in batch.ops:
+                    op(conn)
+        except Exception as exc:
+            if self.conversations is not None:
+                self.conversations.settle()
+            self.stats.failures += 1
+            if isinstance(exc, LeaseLost):
+                log.info("lease lost in a batch of %d events; they run again", batch.events)
+            else:
+                log.exception("writing a batch of %d events failed; they run again", batch.events)
+            self._solo_runs = 3
+            for channel, user_id in batch.conversations:
+                try:
+                    self.inbox.release(channel, user_id, owner)
+                except Exception:  # the lease expires on its own
+                    log.exception("could not give a conversation back after a failed batch")
+            self.stats.events -= batch.events
+            self._unwritten += batch.events
+            return batch.events
+        if self.conversations is not None:
+            self.conversations.settle()
+        self.stats.replies += batch.replies
+        if batch.replies and self.on_queued is not None:
+            self.on_queued()
+        return 0
+
+    def _defer(self, op: Callable[[Any], Any]) -> bool:
+        """Add ``op`` to the open batch (True), or say there is none (False: the caller writes now)."""
+        if self._batch is None:
+            return False
+        self._batch.ops.append(op)
+        return True
+
+    def _write(self, op: Callable[[Any], Any]) -> None:
+        """Run ``op(conn)`` in the open batch, or now in a write transaction of its own."""
+        if not self._defer(op):
+            with self.outbox.writer.begin() as conn:
+                op(conn)
 
     def process(self, conv: ClaimedConversation, owner: str) -> int:
         """Handle a leased conversation's events in order; stops at the first failure."""
         handled = 0
-        thread = _Thread(conv.muted, time.monotonic(), last_id=conv.items[-1].id if conv.items else 0)
+        batch = self._batch
+        # In a batch the lease is given back by the batch's last write for this conversation.
+        last_id = conv.items[-1].id if conv.items and batch is None else 0
+        thread = _Thread(conv.muted, time.monotonic(), last_id=last_id)
+        if batch is not None:
+            batch.conversations.append((conv.channel, conv.user_id))
         try:
             for item in conv.items:
                 try:
@@ -257,9 +361,12 @@ class ChannelPipeline:
                         return handled  # keep the order: retry this event before the later ones
                 handled += 1
                 self.stats.events += 1
+                if self._batch is not None:
+                    self._batch.events += 1
         finally:
             if not thread.released:
-                self.inbox.release(conv.channel, conv.user_id, owner)
+                channel, user_id = conv.channel, conv.user_id
+                self._write(lambda conn: self.inbox.release(channel, user_id, owner, conn))
         return handled
 
     def _apologise(self, item: InboxItem, owner: str, thread: _Thread) -> bool:
@@ -284,6 +391,17 @@ class ChannelPipeline:
         event = item.event
         if thread is None:
             thread = _Thread(self._muted(event.channel, event.user_id), 0.0)
+        if event.is_user_message and event.payload != "resume":
+            return self._user_message(item, owner, thread)
+        if self._batch is not None and self.flush(owner):
+            # Receipts, echoes, handover and linking events change what later events see (a muted
+            # thread, a binding): the batch so far is written first, then this event and the rest of
+            # its conversation on their own. If the batch failed, this event waits for its turn.
+            raise LeaseLost
+        return self._handle_alone(item, owner, thread)
+
+    def _handle_alone(self, item: InboxItem, owner: str, thread: _Thread) -> str:
+        event = item.event
         if event.is_user_message:
             return self._user_message(item, owner, thread)
         if event.kind is EventKind.HANDOVER and event.subtype == "request_thread_control":
@@ -419,10 +537,13 @@ class ChannelPipeline:
         at = _event_time(event, self.clock.now())
         if (event.standby or thread.muted) and not self._customer_resumes(item, thread):
             now = self.clock.now()
-            with self.outbox.writer.begin() as conn:
+            outcome = "standby" if event.standby else "muted"
+
+            def record(conn: Any) -> None:
                 self.outbox.user_message(conn, ch, user, at, now)
-                outcome = "standby" if event.standby else "muted"
                 self._complete(conn, item, owner, outcome, now, thread)
+
+            self._write(record)
             return outcome
         if thread.customer is None:
             thread.customer = (self.linking.customer_for(ch, user) if self.linking is not None else None,)
@@ -457,7 +578,8 @@ class ChannelPipeline:
         prepared = self.guard.prepare(event.channel, customer_id, reply)
         calls = self._calls(item, prepared)
         now = self.clock.now()
-        with self.outbox.writer.begin() as conn:
+
+        def write(conn: Any) -> None:
             self._complete(conn, item, owner, outcome, now, thread)
             if window and at is not None:
                 self.outbox.user_message(conn, event.channel, event.user_id, at, now)
@@ -467,6 +589,14 @@ class ChannelPipeline:
                     self.guard.record(conn, prepared=prepared, user_id=event.user_id, body=call.body, at=now)
             if after is not None:
                 after(conn, now)
+
+        batch = self._batch
+        if batch is not None:
+            batch.ops.append(write)
+            batch.replies += 1  # counted and announced to the sender once the batch is written
+            return outcome
+        with self.outbox.writer.begin() as conn:
+            write(conn)
         self.stats.replies += 1
         if self.on_queued is not None:
             self.on_queued()

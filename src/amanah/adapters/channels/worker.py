@@ -63,6 +63,7 @@ from amanah.adapters.channels.policy import (
 from amanah.adapters.channels.sender import GraphEndpoint, GraphSender, endpoints_from_settings
 from amanah.adapters.channels.whatsapp import WhatsAppAdapter
 from amanah.adapters.channels.whatsapp import app_secrets as whatsapp_secrets
+from amanah.adapters.storage.sql_conversations import SqlConversationStore, WriteBehindConversations
 from amanah.adapters.storage.sql_inbox import SqlInbox, serialize_sqlite_writes
 from amanah.adapters.storage.sql_outbox import (
     DELIVERED,
@@ -577,11 +578,22 @@ def make_pipeline(container: Any) -> ChannelPipeline:
 
         raise ConfigurationError("no egress guard is configured: replies to third parties cannot be sent")
     settings: Settings = container.settings
+    assistant = container.assistant
+    conversations: WriteBehindConversations | None = None
+    if isinstance(getattr(assistant, "conversations", None), SqlConversationStore) and hasattr(
+        assistant, "with_conversations"
+    ):
+        # The worker's own assistant: its turns are written with the replies, one batch at a time.
+        conversations = WriteBehindConversations(assistant.conversations)
+        assistant = assistant.with_conversations(conversations)
     return ChannelPipeline(
         adapters=runtime.adapters,
         inbox=runtime.inbox,
         outbox=runtime.outbox,
-        assistant=container.assistant,
+        assistant=assistant,
+        conversations=conversations,
+        batch_events=settings.worker_batch_events,
+        batch_ms=settings.worker_batch_ms,
         guard=guard,
         linking=getattr(container, "linking", None),
         clock=container.clock,

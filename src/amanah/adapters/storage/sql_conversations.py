@@ -58,35 +58,24 @@ class SqlConversationStore:
 
     def save(self, state: ConversationState, turn: Turn | None = None) -> ConversationState:
         now = require_aware(self._now(), "now")
-        pending = json_roundtrip(state.pending)  # fails before the transaction if not JSON
-        turn_at = require_aware(turn.at, "Turn.at") if turn is not None else None
-        turn_meta = json_roundtrip(dict(turn.meta)) if turn is not None else None
-        values = {
-            "channel": Channel(state.channel).value,
-            "user_id": state.user_id,
-            "customer_id": state.customer_id,
-            "language": state.language,
-            "status": ConversationStatus(state.status).value,
-            "pending": pending,
-            "updated_at": now,
-        }
+        values, turn_values = _values(state, turn, now)  # fails before the transaction if not JSON
         with self._writer.begin() as conn:
-            conversation_id = self._upsert(conn, values, created_at=now)
-            if turn is not None:
-                conn.execute(
-                    _INSERT_TURN,
-                    {
-                        "conversation_id": conversation_id,
-                        "at": turn_at,
-                        "inbound_text": turn.inbound_text,
-                        "intent": turn.intent,
-                        "confidence": float(turn.confidence),
-                        "reply_text": turn.reply_text,
-                        "language": turn.language,
-                        "meta": turn_meta,
-                    },
-                )
-        return replace(state, id=conversation_id, updated_at=now, pending=pending)
+            conversation_id = self._write(conn, values, turn_values, now)
+        return replace(state, id=conversation_id, updated_at=now, pending=values["pending"])
+
+    def save_in(self, conn: Connection, state: ConversationState, turn: Turn | None = None) -> int:
+        """Write ``state`` and ``turn`` in the caller's transaction (a write transaction); their id."""
+        now = require_aware(self._now(), "now")
+        values, turn_values = _values(state, turn, now)
+        return self._write(conn, values, turn_values, now)
+
+    def _write(
+        self, conn: Connection, values: dict[str, Any], turn_values: dict[str, Any] | None, now: datetime
+    ) -> int:
+        conversation_id = self._upsert(conn, values, created_at=now)
+        if turn_values is not None:
+            conn.execute(_INSERT_TURN, {**turn_values, "conversation_id": conversation_id})
+        return conversation_id
 
     @staticmethod
     def _upsert(conn: Connection, values: dict[str, Any], *, created_at: datetime) -> int:
@@ -127,6 +116,74 @@ class SqlConversationStore:
         )
         with self._engine.connect() as conn:
             return [_state(r) for r in conn.execute(stmt).all()]
+
+
+def _values(
+    state: ConversationState, turn: Turn | None, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The conversation row and the turn row for ``state`` and ``turn`` (validated, JSON round-tripped)."""
+    values = {
+        "channel": Channel(state.channel).value,
+        "user_id": state.user_id,
+        "customer_id": state.customer_id,
+        "language": state.language,
+        "status": ConversationStatus(state.status).value,
+        "pending": json_roundtrip(state.pending),
+        "updated_at": now,
+    }
+    if turn is None:
+        return values, None
+    return values, {
+        "at": require_aware(turn.at, "Turn.at"),
+        "inbound_text": turn.inbound_text,
+        "intent": turn.intent,
+        "confidence": float(turn.confidence),
+        "reply_text": turn.reply_text,
+        "language": turn.language,
+        "meta": json_roundtrip(dict(turn.meta)),
+    }
+
+
+class WriteBehindConversations:
+    """The ``ConversationStore`` port for a channel worker that writes a batch of events at once.
+
+    While the worker has a batch open (``defer`` returns True), :meth:`save` keeps the state in memory
+    (so the conversation's next event in the batch reads it back) and hands the write to the batch,
+    which runs it in the same transaction as the replies, the disclosure records and the inbox rows:
+    a turn and its reply are stored together or not at all. The worker calls :meth:`settle` after the
+    batch's commit or rollback. Without a batch, :meth:`save` writes at once like the SQL store.
+    """
+
+    def __init__(self, inner: SqlConversationStore) -> None:
+        self._inner = inner
+        self._pending: dict[tuple[str, str], ConversationState] = {}
+        self.defer: Callable[[Callable[[Connection], Any]], bool] = lambda op: False
+
+    def load(self, channel: Channel, user_id: str) -> ConversationState:
+        held = self._pending.get((Channel(channel).value, user_id))
+        if held is not None:
+            return replace(held, pending=json_roundtrip(held.pending))
+        return self._inner.load(channel, user_id)
+
+    def save(self, state: ConversationState, turn: Turn | None = None) -> ConversationState:
+        snapshot = replace(state, pending=json_roundtrip(state.pending))
+        if turn is not None:
+            require_aware(turn.at, "Turn.at")
+        inner = self._inner
+        if self.defer(lambda conn: inner.save_in(conn, snapshot, turn)):
+            self._pending[(Channel(state.channel).value, state.user_id)] = snapshot
+            return snapshot
+        return inner.save(state, turn)
+
+    def settle(self) -> None:
+        """The batch was committed or rolled back: read from the database again."""
+        self._pending.clear()
+
+    def turns(self, channel: Channel, user_id: str, limit: int = 50) -> Sequence[Turn]:
+        return self._inner.turns(channel, user_id, limit)
+
+    def waiting_for_agent(self) -> Sequence[ConversationState]:
+        return self._inner.waiting_for_agent()
 
 
 _LOAD = select(conversations).where(

@@ -1,0 +1,126 @@
+"""The inbox worker writes the events it handles in batches: one transaction for many events' turns,
+replies, disclosure records, inbox rows and leases, with the same exactly-once answers as one by one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from amanah.adapters.storage.schema import turns
+from amanah.adapters.storage.schema_guard import disclosures
+from amanah.domain.banking import CardStatus
+from amanah.domain.conversation import Channel
+from tests.integration import test_webhooks as shared
+from tests.integration.test_webhooks import PAGE, Harness, messenger_body
+
+fake_graph = shared.fake_graph  # the fixtures of the webhook tests, shared
+harness = shared.harness
+
+
+def _count(h: Harness, table: Any) -> int:
+    with h.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _link(h: Harness, user: str, username: str) -> int:
+    linking = h.container.linking
+    assert linking is not None
+    customer = h.container.core.customer_by_username(username)
+    linking.link_operator(Channel.MESSENGER, user, customer.id)
+    return customer.id
+
+
+class FailsOnce:
+    """The egress guard, except that recording a disclosure for ``user`` fails the first time."""
+
+    def __init__(self, inner: Any, user: str) -> None:
+        self.inner = inner
+        self.user = user
+        self.failed = False
+
+    def record(self, conn: Any, *, user_id: str, **kw: Any) -> Any:
+        if user_id == self.user and not self.failed:
+            self.failed = True
+            raise RuntimeError("disk full (injected)")
+        return self.inner.record(conn, user_id=user_id, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_events_of_many_conversations_are_written_in_one_batch(harness: Harness) -> None:
+    """Ten users' messages handled in one run: every event is done, every reply queued and recorded."""
+    for n in range(10):
+        harness.say(f"u-batch-{n}", "what are your opening hours?")
+    assert harness.pipeline.run_once("test-worker") == 10
+    assert {r["status"] for r in harness.inbox()} == {"done"}
+    assert len(harness.outbox()) == 10
+    assert _count(harness, turns) == 10
+    assert _count(harness, disclosures) == 10
+    assert harness.pipeline.stats.replies == 10
+
+
+def test_a_later_event_in_the_batch_sees_the_earlier_ones_state(harness: Harness) -> None:
+    """A confirmation asked and answered within one batch acts: the second event reads the state the
+    first one left, before either is written to the database."""
+    customer_id = _link(harness, "u-freeze", "sara")
+    harness.say("u-freeze", "please freeze my card")
+    harness.clock.advance(1)
+    harness.say("u-freeze", "yes")
+    assert harness.pipeline.run_once("test-worker") == 2
+    assert harness.container.core.cards(customer_id)[0].status is CardStatus.FROZEN
+    harness.send()
+    first, second = harness.texts_to("u-freeze")
+    assert "freeze" in first.lower() and "frozen" in second.lower()
+
+
+def test_a_failed_batch_stores_nothing_and_every_event_is_answered_once_later(harness: Harness) -> None:
+    """A batch whose transaction fails leaves no turn, reply or disclosure behind; its events run again
+    and each gets exactly one reply and one turn."""
+    users = ["u-fa", "u-boom", "u-fc"]
+    for user in users:
+        harness.say(user, "hi")
+    harness.pipeline.guard = FailsOnce(harness.pipeline.guard, "u-boom")  # type: ignore[assignment]
+    assert harness.pipeline.run_once("test-worker") == 0
+    assert harness.outbox() == [] and _count(harness, turns) == 0 and _count(harness, disclosures) == 0
+    assert {r["status"] for r in harness.inbox()} == {"pending"}
+    harness.work_and_send()
+    assert [len(harness.texts_to(u)) for u in users] == [1, 1, 1]
+    assert _count(harness, turns) == 3
+    assert {r["status"] for r in harness.inbox()} == {"done"}
+
+
+def test_a_takeover_inside_the_batch_silences_the_messages_after_it(harness: Harness) -> None:
+    """An event that changes the thread (a Page Inbox echo) is written after the batch before it and
+    applies to the messages after it in the same run: answered before, silent after."""
+    harness.say("u-mid", "hi")
+    harness.clock.advance(1)
+    echo = {
+        "sender": {"id": PAGE},
+        "recipient": {"id": "u-mid"},
+        "timestamp": harness.now_ms(),
+        "message": {"mid": "m_sam", "is_echo": True, "app_id": 263902037430900, "text": "Hi, I'm Sam"},
+    }
+    harness.post(messenger_body([echo]))
+    harness.clock.advance(1)
+    harness.say("u-mid", "thanks Sam")
+    harness.say("u-next", "hi")
+    harness.work_and_send()
+    assert len(harness.texts_to("u-mid")) == 1
+    assert len(harness.texts_to("u-next")) == 1
+    assert [r["outcome"] for r in harness.inbox() if r["user_id"] == "u-mid"] == [
+        "replied",
+        "human_takeover",
+        "muted",
+    ]
+
+
+def test_one_event_per_transaction_when_batches_are_off(harness: Harness) -> None:
+    """With a batch size of one event the answers are the same (the setting's lower bound)."""
+    harness.pipeline.batch_events = 1
+    for n in range(3):
+        harness.say(f"u-solo-{n}", "hi")
+    assert harness.work() == 3
+    harness.send()
+    assert [len(harness.texts_to(f"u-solo-{n}")) for n in range(3)] == [1, 1, 1]
