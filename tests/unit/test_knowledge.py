@@ -236,3 +236,46 @@ def test_file_without_entries_is_rejected(tmp_path: Path) -> None:
     """An empty file is refused."""
     with pytest.raises(ConfigurationError, match="no \\[\\[entries\\]\\]"):
         TomlKnowledgeBase.from_path(_write(tmp_path, "# nothing yet\n"))
+
+
+def test_search_many_gives_what_search_gives_for_each_text() -> None:
+    """A batch search (one vectorisation) returns, text by text, exactly the single searches' hits."""
+    kb = TomlKnowledgeBase.default()
+    texts = ["what are your opening hours?", "ما هي ساعات العمل", "", "iban swift code", "zzzz"]
+    batch = kb.search_many(texts, 3)
+    assert batch == [tuple(kb.search(t, "en", 3)) for t in texts]
+    assert batch[0][0].entry.id == "opening-hours" and batch[2] == ()
+
+
+def test_prefetched_searches_are_answered_from_the_batch_and_cleared_after() -> None:
+    """The worker's prefetching wrapper answers a batch's texts from one search_many call, for its own
+    thread only, and searches again once cleared."""
+    import threading
+
+    from amanah.adapters.channels.pipeline import PrefetchingKnowledgeBase
+
+    class Counting:
+        def __init__(self) -> None:
+            self.inner = TomlKnowledgeBase.default()
+            self.singles = 0
+
+        def search(self, text: str, language: str, limit: int = 3) -> object:
+            self.singles += 1
+            return self.inner.search(text, language, limit)
+
+        def search_many(self, texts: list[str], limit: int = 3) -> object:
+            return self.inner.search_many(texts, limit)
+
+    counting = Counting()
+    kb = PrefetchingKnowledgeBase(counting)
+    kb.prefetch(["what are your opening hours?", "how do I open an account?"])
+    first = kb.search("what are your opening hours?", "en", limit=2)
+    assert len(first) == 2 and first[0].entry.id == "opening-hours" and counting.singles == 0
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(kb.search("what are your opening hours?", "en")))
+    thread.start()
+    thread.join()
+    assert counting.singles == 1  # another thread does not see this thread's batch
+    kb.clear()
+    kb.search("what are your opening hours?", "en")
+    assert counting.singles == 2

@@ -124,10 +124,15 @@ class Assistant:
         self.link_url_for = link_url_for
         self.handlers: dict[Intent, IntentHandler] = dict(handlers or {})
 
-    def with_conversations(self, conversations: ConversationStore) -> Assistant:
-        """The same assistant storing its conversations in ``conversations`` (e.g. a worker's batch)."""
+    def with_parts(
+        self, *, conversations: ConversationStore | None = None, knowledge: KnowledgeBase | None = None
+    ) -> Assistant:
+        """The same assistant with some of its ports replaced (a channel worker's batching ones)."""
         clone = copy.copy(self)
-        clone.conversations = conversations
+        if conversations is not None:
+            clone.conversations = conversations
+        if knowledge is not None:
+            clone.knowledge = knowledge
         return clone
 
     # -- entry point --------------------------------------------------------------------------

@@ -167,6 +167,41 @@ class PrefetchingClassifier:
         return getattr(self.inner, name)
 
 
+class PrefetchingKnowledgeBase:
+    """Wraps a knowledge base that has ``search_many``: a worker searches a whole batch at once.
+
+    :meth:`prefetch` stores the top hits of each text for the calling thread only; :meth:`search`
+    answers from them (the search ignores ``language``) and falls back to the knowledge base.
+    One vectorised search of 100 texts costs about what 5 single searches cost.
+    """
+
+    LIMIT = 3
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._local = threading.local()
+
+    def search(self, text: str, language: str, limit: int = 3) -> Sequence[Any]:
+        cache: dict[str, tuple[Any, ...]] | None = getattr(self._local, "cache", None)
+        if cache is not None and limit <= self.LIMIT:
+            hits = cache.get(text)
+            if hits is not None:
+                return hits[:limit]
+        result: Sequence[Any] = self.inner.search(text, language, limit)
+        return result
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        unique = list(dict.fromkeys(t for t in texts if t))
+        results = self.inner.search_many(unique, self.LIMIT) if unique else []
+        self._local.cache = dict(zip(unique, results, strict=True))
+
+    def clear(self) -> None:
+        self._local.cache = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def prefetching(classifier: Classifier) -> Classifier:
     """``classifier`` wrapped in :class:`PrefetchingClassifier` when it can classify in batches."""
     if isinstance(classifier, PrefetchingClassifier) or not hasattr(classifier, "classify_many"):
@@ -203,6 +238,7 @@ class ChannelPipeline:
         inbox_app_id: str = PAGE_INBOX_APP_ID,
         handover: Handover | None = None,
         conversations: WriteBehindConversations | None = None,
+        knowledge: PrefetchingKnowledgeBase | None = None,
         batch_events: int = 64,
         batch_ms: float = 20.0,
     ) -> None:
@@ -223,6 +259,7 @@ class ChannelPipeline:
             outbox=outbox, guard=guard, inbox_app_id=inbox_app_id, our_app_id=our_app_id
         )
         self.conversations = conversations
+        self.knowledge = knowledge
         if conversations is not None:
             conversations.defer = self._defer
         self.batch_events = batch_events
@@ -244,15 +281,16 @@ class ChannelPipeline:
         )
         if not claimed:
             return 0
+        texts = [
+            item.event.text
+            for conv in claimed
+            for item in conv.items
+            if item.event.needs_reply and item.event.text and not item.event.payload
+        ]
         if self.classifier is not None:
-            self.classifier.prefetch(
-                [
-                    item.event.text
-                    for conv in claimed
-                    for item in conv.items
-                    if item.event.needs_reply and item.event.text and not item.event.payload
-                ]
-            )
+            self.classifier.prefetch(texts)
+        if self.knowledge is not None:
+            self.knowledge.prefetch(texts)
         batching = self._solo_runs == 0
         self._solo_runs = max(0, self._solo_runs - 1)
         self._unwritten = 0
@@ -274,6 +312,8 @@ class ChannelPipeline:
             finally:
                 if self.classifier is not None:
                     self.classifier.clear()
+                if self.knowledge is not None:
+                    self.knowledge.clear()
         return max(0, handled - self._unwritten)
 
     def flush(self, owner: str) -> int:

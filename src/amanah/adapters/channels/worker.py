@@ -52,7 +52,7 @@ from amanah.adapters.channels.base import (
 )
 from amanah.adapters.channels.messenger import MessengerAdapter, is_control_path
 from amanah.adapters.channels.messenger import app_secrets as messenger_secrets
-from amanah.adapters.channels.pipeline import ChannelPipeline
+from amanah.adapters.channels.pipeline import ChannelPipeline, PrefetchingKnowledgeBase
 from amanah.adapters.channels.policy import (
     MAX_ATTEMPTS,
     SendDecision,
@@ -580,13 +580,17 @@ def make_pipeline(container: Any) -> ChannelPipeline:
     settings: Settings = container.settings
     assistant = container.assistant
     conversations: WriteBehindConversations | None = None
-    if isinstance(getattr(assistant, "conversations", None), SqlConversationStore) and hasattr(
-        assistant, "with_conversations"
-    ):
-        # The worker's own assistant: its turns are written with the replies, one batch at a time.
-        conversations = WriteBehindConversations(assistant.conversations)
-        assistant = assistant.with_conversations(conversations)
+    knowledge: PrefetchingKnowledgeBase | None = None
+    if hasattr(assistant, "with_parts"):
+        # The worker's own assistant: its turns are written with the replies, one batch at a time,
+        # and the knowledge base is searched for a whole batch of messages at once.
+        if isinstance(assistant.conversations, SqlConversationStore):
+            conversations = WriteBehindConversations(assistant.conversations)
+        if hasattr(assistant.knowledge, "search_many"):
+            knowledge = PrefetchingKnowledgeBase(assistant.knowledge)
+        assistant = assistant.with_parts(conversations=conversations, knowledge=knowledge)
     return ChannelPipeline(
+        knowledge=knowledge,
         adapters=runtime.adapters,
         inbox=runtime.inbox,
         outbox=runtime.outbox,

@@ -127,23 +127,33 @@ class TomlKnowledgeBase:
         All questions in all languages are compared, so ``language`` does not restrict the search;
         the caller picks ``hit.entry.answers[language]``. Empty text or ``limit < 1`` gives no hits.
         """
-        folded = match_text(text)
-        if not folded or limit < 1 or not self._entries:
-            return ()
-        query = self._vectorizer.transform([folded])
-        sims = np.asarray((self._matrix @ query.T).toarray()).ravel()
-        best = np.zeros(len(self._entries), dtype=np.float64)
-        np.maximum.at(best, self._owners, sims)
-        whole = np.asarray((self._entry_matrix @ query.T).toarray()).ravel()
-        best = (1.0 - _ENTRY_WEIGHT) * best + _ENTRY_WEIGHT * whole
-        order = sorted(range(len(best)), key=lambda i: (-best[i], i))
-        hits: list[KbHit] = []
-        for i in order[:limit]:
-            score = float(min(1.0, max(0.0, best[i])))
-            if score <= 0.0:
-                break
-            hits.append(KbHit(entry=self._entries[i], score=round(score, 6)))
-        return tuple(hits)
+        return self.search_many([text], limit)[0]
+
+    def search_many(self, texts: Sequence[str], limit: int = 3) -> list[tuple[KbHit, ...]]:
+        """:meth:`search` for several texts at once (one vectorisation: a worker's batch of messages)."""
+        results: list[tuple[KbHit, ...]] = [() for _ in texts]
+        if limit < 1 or not self._entries:
+            return results
+        folded = [match_text(t) for t in texts]
+        wanted = [i for i, f in enumerate(folded) if f]
+        if not wanted:
+            return results
+        queries = self._vectorizer.transform([folded[i] for i in wanted])
+        sims = np.asarray((queries @ self._matrix.T).toarray())  # one row per text, one column per question
+        whole = np.asarray((queries @ self._entry_matrix.T).toarray())
+        for row, i in enumerate(wanted):
+            best = np.zeros(len(self._entries), dtype=np.float64)
+            np.maximum.at(best, self._owners, sims[row])
+            best = (1.0 - _ENTRY_WEIGHT) * best + _ENTRY_WEIGHT * whole[row]
+            order = sorted(range(len(best)), key=lambda j: (-best[j], j))
+            hits: list[KbHit] = []
+            for j in order[:limit]:
+                score = float(min(1.0, max(0.0, best[j])))
+                if score <= 0.0:
+                    break
+                hits.append(KbHit(entry=self._entries[j], score=round(score, 6)))
+            results[i] = tuple(hits)
+        return results
 
     def __repr__(self) -> str:
         return f"TomlKnowledgeBase({self._source!r}, {len(self._entries)} entries)"
