@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     outbox_lease_s: float = Field(default=30.0, gt=0)  # a crashed sender's calls become unconfirmed after
     outbox_echo_wait_s: float = Field(default=5.0, ge=0)  # wait for an echo before re-sending
     outbox_max_inflight: int = Field(default=64, ge=1)
+    outbox_poll_interval_s: float = Field(default=0.02, gt=0)  # a sender in its own process polls this often
     graph_timeout_s: float = Field(default=10.0, gt=0)
     admin_token: SecretStr = SecretStr("")  # enables /admin/outbox and /admin/agent/* (Bearer <token>)
 

@@ -192,6 +192,27 @@ def test_the_record_belongs_to_the_callers_transaction(engine: Engine) -> None:
     assert record.categories == {"public": "allow", "card.number": "mask", "card.status": "allow"}
 
 
+def test_many_appends_in_one_transaction_chain_and_a_rolled_back_one_leaves_no_trace(engine: Engine) -> None:
+    """A batch of appends in one transaction (the head read once) gives consecutive, chained records;
+    after a rolled-back batch the next transaction continues from the stored head, not from the lost one."""
+    ledger = SqlDisclosureLedger(engine)
+    with write_engine(engine).begin() as conn:
+        for i in range(1, 6):
+            ledger.append(conn, disclosure(i))
+    with pytest.raises(RuntimeError), write_engine(engine).begin() as conn:
+        for i in range(6, 9):
+            ledger.append(conn, disclosure(i))
+        raise RuntimeError("the batch failed")
+    with write_engine(engine).begin() as conn:
+        ledger.append(conn, disclosure(9))
+        ledger.append(conn, disclosure(10))
+    ledger.append(None, disclosure(11))
+    rows = ledger.records()
+    assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r.body_sha256 for r in rows][5:] == [f"{i:064x}" for i in (9, 10, 11)]
+    assert ledger.verify() == []
+
+
 def test_report_reads_one_customers_records(ledger: SqlDisclosureLedger) -> None:
     """The SQL report counts one customer's records per channel, with first and last times."""
     ledger.append(None, disclosure(7, customer_id=2))

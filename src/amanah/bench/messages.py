@@ -80,6 +80,7 @@ class BenchConfig:
     users: int = 200
     database_url: str | None = None  # a PostgreSQL server URL; None = SQLite in a temp dir
     workers: int = 0
+    senders: int = 0  # with workers > 0: sender processes of their own (amanah worker --senders)
     echoes: bool = False
     batch: int = 1
     drain: float = 60.0
@@ -456,7 +457,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             serve = ["serve", "--port", str(server_port)] + (["--no-worker"] if config.workers != 0 else [])
             procs.append(_spawn(serve, env, tmp / "server.log"))
             if config.workers > 0:
-                procs.append(_spawn(["worker", "--processes", str(config.workers)], env, tmp / "worker.log"))
+                worker = ["worker", "--processes", str(config.workers), "--senders", str(config.senders)]
+                procs.append(_spawn(worker, env, tmp / "worker.log"))
             _wait_http(f"http://127.0.0.1:{graph_port}/_fake/calls?since=999999999")
             _wait_http(f"http://127.0.0.1:{server_port}/healthz")
             time.sleep(1.0)  # let the workers start polling
@@ -560,6 +562,7 @@ def _summarise(
         "bench": "messages",
         "backend": backend,
         "workers": config.workers,
+        "senders": config.senders,
         "rate_offered": config.rate,
         "duration_s": config.duration,
         "users": config.users,

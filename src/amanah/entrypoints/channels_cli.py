@@ -71,21 +71,39 @@ def worker(
     processes: Annotated[
         int, typer.Option("--processes", "-p", min=1, max=64, help="Worker processes to run.")
     ] = 1,
+    senders: Annotated[
+        int,
+        typer.Option(
+            "--senders",
+            min=0,
+            max=16,
+            help="Run the outbox sender in this many processes of its own (0: each worker also sends).",
+        ),
+    ] = 0,
+    role: Annotated[
+        str,
+        typer.Option("--role", help="What this process runs: both, inbox or sender (set by --senders)."),
+    ] = "both",
 ) -> None:
     """Run channel workers (inbox -> replies -> outbox -> Graph) beside `amanah serve --no-worker`.
 
     Several workers, on one or many machines, can share one PostgreSQL database: conversations and
-    outbox rows are leased, so no event is handled twice and each conversation stays in order.
+    outbox rows are leased, so no event is handled twice and each conversation stays in order. With
+    `--senders M` the outbox is sent by M processes of their own, so that answering and sending each
+    get a core (one Python process uses one core at a time).
     """
+    if role not in ("both", "inbox", "sender"):
+        _fail(f"--role must be both, inbox or sender, not {role!r}")
     settings = _settings()
     _logging(settings)
-    if processes > 1:
-        _run_children(processes)
+    if processes > 1 or senders > 0:
+        inbox_role = "inbox" if senders > 0 else "both"
+        _run_children([inbox_role] * processes + ["sender"] * senders)
         return
     from amanah.adapters.channels.worker import make_worker
 
     container = _container(settings)
-    runner = make_worker(container)
+    runner = make_worker(container, inbox=role != "sender", send=role != "inbox")
     stopping = False
 
     def stop(signum: int, _frame: Any) -> None:
@@ -98,13 +116,13 @@ def worker(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     runner.start()
-    typer.echo(f"worker {os.getpid()} running (database {_redact(settings.database_url)})", err=True)
+    typer.echo(f"worker {os.getpid()} ({role}) running (database {_redact(settings.database_url)})", err=True)
     runner.wait()
 
 
-def _run_children(processes: int) -> None:
-    command = [sys.executable, "-m", "amanah.entrypoints.cli", "worker", "--processes", "1"]
-    children = [subprocess.Popen(command) for _ in range(processes)]  # noqa: S603 - our own module
+def _run_children(roles: list[str]) -> None:
+    command = [sys.executable, "-m", "amanah.entrypoints.cli", "worker", "--processes", "1", "--role"]
+    children = [subprocess.Popen([*command, role]) for role in roles]  # noqa: S603 - our own module
 
     def forward(signum: int, _frame: Any) -> None:
         for child in children:
@@ -404,6 +422,14 @@ def bench_messages(
             "-1: no worker at all, to measure the webhook acks alone).",
         ),
     ] = 0,
+    senders: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --workers N: run the outbox sender in this many processes of its own "
+            "(`amanah worker --senders M`).",
+        ),
+    ] = 0,
     echoes: Annotated[
         bool, typer.Option("--echoes/--no-echoes", help="Let the fake Graph API post message echoes back.")
     ] = False,
@@ -422,6 +448,7 @@ def bench_messages(
         users=users,
         database_url=database_url,
         workers=workers,
+        senders=senders,
         echoes=echoes,
         batch=batch,
         drain=drain,

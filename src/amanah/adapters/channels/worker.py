@@ -498,15 +498,23 @@ class ChannelWorker:
         sender: OutboxSender,
         *,
         poll_s: float = 0.05,
+        inbox: bool = True,
+        send: bool = True,
     ) -> None:
+        if not (inbox or send):
+            raise ValueError("a channel worker runs the inbox loop, the sender or both")
         self.runtime = runtime
         self.pipeline = pipeline
         self.sender = sender
         self.inbox_loop = InboxLoop(pipeline, wake=runtime.wake, poll_s=poll_s)
+        self.runs_inbox = inbox
+        self.runs_sender = send
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        runtime.senders.append(sender)
-        pipeline.on_queued = sender.wake
+        if send:
+            runtime.senders.append(sender)
+            if inbox:
+                pipeline.on_queued = sender.wake
 
     def start(self, *, in_server: bool = False) -> None:
         if sys.getswitchinterval() > 0.001:
@@ -515,12 +523,15 @@ class ChannelWorker:
             # holding the database's write lock would be held up by the other thread just as long.
             sys.setswitchinterval(0.001)
         self._stop.clear()
-        self._threads = [
-            threading.Thread(
-                target=self.inbox_loop.run, args=(self._stop,), name="amanah-inbox", daemon=True
-            ),
-            threading.Thread(target=self._run_sender, name="amanah-outbox", daemon=True),
-        ]
+        self._threads = []
+        if self.runs_inbox:
+            self._threads.append(
+                threading.Thread(
+                    target=self.inbox_loop.run, args=(self._stop,), name="amanah-inbox", daemon=True
+                )
+            )
+        if self.runs_sender:
+            self._threads.append(threading.Thread(target=self._run_sender, name="amanah-outbox", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -549,7 +560,7 @@ class ChannelWorker:
                 thread.join(0.5)
 
 
-def make_worker(container: Any) -> ChannelWorker:
+def make_worker(container: Any, *, inbox: bool = True, send: bool = True) -> ChannelWorker:
     """A :class:`ChannelWorker` for ``container`` (needs ``container.channels`` and ``container.guard``)."""
     runtime: ChannelRuntime = container.channels
     pipeline = make_pipeline(container)
@@ -562,12 +573,15 @@ def make_worker(container: Any) -> ChannelWorker:
         typing=settings.messenger_typing,
         lease_s=settings.outbox_lease_s,
         echo_wait_s=settings.outbox_echo_wait_s,
-        poll_s=settings.worker_poll_interval_s,
+        # A sender in a process of its own is not woken by the inbox loop: it looks more often.
+        poll_s=settings.worker_poll_interval_s if inbox else settings.outbox_poll_interval_s,
         timeout_s=settings.graph_timeout_s,
         max_inflight=settings.outbox_max_inflight,
         max_connections=settings.outbox_max_inflight,
     )
-    return ChannelWorker(runtime, pipeline, sender, poll_s=settings.worker_poll_interval_s)
+    return ChannelWorker(
+        runtime, pipeline, sender, poll_s=settings.worker_poll_interval_s, inbox=inbox, send=send
+    )
 
 
 def make_pipeline(container: Any) -> ChannelPipeline:

@@ -548,6 +548,7 @@ class InMemoryDisclosureLedger:
 # Built once: statements built per call cost SQLAlchemy a cache-key walk on every append.
 _HEAD = select(disclosures.c.seq, disclosures.c.hash).order_by(disclosures.c.seq.desc()).limit(1)
 _INSERT = disclosures.insert()
+_HEAD_KEY = "amanah_ledger_head"  # Connection.info: (transaction, seq, hash) of the last append in it
 
 
 class SqlDisclosureLedger:
@@ -565,9 +566,18 @@ class SqlDisclosureLedger:
 
     @staticmethod
     def _append(conn: Connection, disclosure: Disclosure) -> LedgerRecord:
-        advisory_lock(conn, LOCK_NAME)
-        last = conn.execute(_HEAD).first()
-        record = _record(disclosure, int(last.seq) + 1 if last else 1, str(last.hash) if last else GENESIS)
+        # The head is read once per transaction: the lock taken here (SQLite: the write lock) is held
+        # until the transaction ends, so no one else can append in between; a batch of replies then
+        # costs one read, not one per record.
+        transaction = conn.get_transaction()
+        cached = conn.info.get(_HEAD_KEY)
+        if cached is not None and cached[0] is transaction:
+            seq, prev = cached[1], cached[2]
+        else:
+            advisory_lock(conn, LOCK_NAME)
+            last = conn.execute(_HEAD).first()
+            seq, prev = (int(last.seq), str(last.hash)) if last else (0, GENESIS)
+        record = _record(disclosure, seq + 1, prev)
         conn.execute(
             _INSERT,
             {
@@ -584,6 +594,7 @@ class SqlDisclosureLedger:
                 "hash": record.hash,
             },
         )
+        conn.info[_HEAD_KEY] = (transaction, record.seq, record.hash)  # only once it is written
         return record
 
     def records(

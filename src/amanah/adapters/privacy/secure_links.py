@@ -189,6 +189,9 @@ class InMemorySecureLinks:
             return len(old)
 
 
+_INSERT = secure_links.insert()  # built once
+
+
 class SqlSecureLinks:
     """Secure links in the ``secure_links`` table (SQLite or PostgreSQL)."""
 
@@ -208,16 +211,17 @@ class SqlSecureLinks:
         token = self.token_factory()
         with write_engine(self.engine).begin() as conn:
             conn.execute(
-                secure_links.insert().values(
-                    token_sha256=token_digest(token),
-                    customer_id=customer_id,
-                    purpose=LinkPurpose(purpose).value,
-                    content=dict(content),
-                    content_sha256=content_digest(content),
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=ttl_s),
-                    used_at=None,
-                )
+                _INSERT,
+                {
+                    "token_sha256": token_digest(token),
+                    "customer_id": customer_id,
+                    "purpose": LinkPurpose(purpose).value,
+                    "content": dict(content),
+                    "content_sha256": content_digest(content),
+                    "created_at": now,
+                    "expires_at": now + timedelta(seconds=ttl_s),
+                    "used_at": None,
+                },
             )
         return token
 

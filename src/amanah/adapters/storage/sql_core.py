@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, case, func, select
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, case, func, select
 
 from amanah.adapters.storage.db import write_engine
 from amanah.adapters.storage.passwords import dummy_hash, verify_password
@@ -123,7 +123,7 @@ class SqlCoreBanking:
 
     @staticmethod
     def _require_customer(conn: Connection, customer_id: int) -> Customer:
-        row = conn.execute(select(customers).where(customers.c.id == customer_id)).first()
+        row = conn.execute(_CUSTOMER_BY_ID, {"customer_id": customer_id}).first()
         if row is None:
             raise UnknownCustomer(f"no customer with id {customer_id}")
         return _customer(row)
@@ -226,15 +226,10 @@ class SqlCoreBanking:
             raise NotFound(f"no account {account_id} for this customer")
 
     def _distinct(self, customer_id: int, column: Any) -> Sequence[str]:
-        stmt = (
-            select(column)
-            .distinct()
-            .join(accounts, accounts.c.id == core_transactions.c.account_id)
-            .where(accounts.c.customer_id == customer_id)
-        )
+        stmt = _DISTINCT[column.name]
         with self._engine.connect() as conn:
             self._require_customer(conn, customer_id)
-            values = {str(v) for v in conn.execute(stmt).scalars()}
+            values = {str(v) for v in conn.execute(stmt, {"customer_id": customer_id}).scalars()}
         return sorted(values)  # code-point order on every backend, whatever the collation
 
     def merchants(self, customer_id: int) -> Sequence[str]:
@@ -348,3 +343,15 @@ class SqlAuthenticator:
         if not verify_password(password, row.password_hash):
             return None
         return _customer(row)
+
+
+# Built once (values bound at execution): a statement built per call costs SQLAlchemy a cache-key
+# walk every time, and these run on every message that names a merchant, a category or an account.
+_CUSTOMER_BY_ID = select(customers).where(customers.c.id == bindparam("customer_id"))
+_DISTINCT = {
+    column.name: select(column)
+    .distinct()
+    .join(accounts, accounts.c.id == core_transactions.c.account_id)
+    .where(accounts.c.customer_id == bindparam("customer_id"))
+    for column in (core_transactions.c.merchant, core_transactions.c.category)
+}

@@ -15,11 +15,12 @@ Rules (shared with ``memory_linking.InMemoryLinkStore``; the contract tests hold
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, bindparam, select
 
 from amanah.adapters.storage.db import advisory_lock, write_engine
 from amanah.adapters.storage.records import require_aware
@@ -103,15 +104,8 @@ class SqlLinkStore:
         self._writer = write_engine(engine)
 
     def binding(self, channel: Channel, user_id: str) -> Binding | None:
-        stmt = (
-            select(*_BINDING_COLUMNS)
-            .select_from(_joined())
-            .where(
-                channel_bindings.c.channel == Channel(channel).value, channel_bindings.c.user_id == user_id
-            )
-        )
         with self._engine.connect() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(_binding_of(), {"channel": Channel(channel).value, "user_id": user_id}).first()
         return _binding(row) if row is not None else None
 
     def bindings_of(self, customer_id: int) -> Sequence[Binding]:
@@ -291,3 +285,16 @@ class SqlLinkStore:
         before = require_aware(before, "before")
         with self._writer.begin() as conn:
             return int(conn.execute(link_grants.delete().where(link_grants.c.expires_at < before)).rowcount)
+
+
+@functools.cache
+def _binding_of() -> Any:
+    """The binding of one (channel, user), built once (values bound at execution)."""
+    return (
+        select(*_BINDING_COLUMNS)
+        .select_from(_joined())
+        .where(
+            channel_bindings.c.channel == bindparam("channel"),
+            channel_bindings.c.user_id == bindparam("user_id"),
+        )
+    )
