@@ -248,3 +248,22 @@ def test_worker_killed_mid_load_loses_and_doubles_no_reply(stack: Stack) -> None
     assert not load.is_alive()
     _check_exactly_once(stack, load.acked)
     assert os.path.exists(stack.tmp / "worker.log")
+
+
+def test_sender_process_killed_mid_load_loses_and_doubles_no_reply(stack: Stack) -> None:
+    """Answering and sending in processes of their own (`amanah worker --role inbox|sender`): kill -9 of
+    the sender mid-load, then a restart: each acked message gets exactly one reply."""
+    stack.start("server", "serve", "--no-worker")
+    stack.wait_up(f"{stack.server}/healthz")
+    stack.start("inbox", "worker", "--role", "inbox")
+    stack.start("sender", "worker", "--role", "sender")
+    load = Load(stack.server, "snd")
+    load.start()
+    while len(load.acked) < MESSAGES // 3 and load.is_alive():
+        time.sleep(0.02)
+    stack.kill9("sender")
+    time.sleep(0.5)
+    stack.start("sender", "worker", "--role", "sender")
+    load.join(120)
+    assert not load.is_alive()
+    _check_exactly_once(stack, load.acked)
