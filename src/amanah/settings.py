@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     outbox_echo_wait_s: float = Field(default=5.0, ge=0)  # wait for an echo before re-sending
     outbox_max_inflight: int = Field(default=64, ge=1)
     outbox_poll_interval_s: float = Field(default=0.02, gt=0)  # a sender in its own process polls this often
+    # Pacing, per sender process (adapters/channels/pacing.py; README "Pacing"); a rate of 0 turns it off.
+    # Per thread (channel, user): this many calls a second, and this many at once after a quiet spell.
+    outbox_thread_rate_per_s: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    outbox_thread_burst: int = Field(default=3, ge=1)
+    # Per Page / per WhatsApp number (Meta's ceilings: 300 calls/s per Page; 80 messages/s per number).
+    outbox_messenger_rate_per_s: float = Field(default=250.0, ge=0, allow_inf_nan=False)
+    outbox_whatsapp_rate_per_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
     graph_timeout_s: float = Field(default=10.0, gt=0)
     admin_token: SecretStr = SecretStr("")  # enables /admin/outbox and /admin/agent/* (Bearer <token>)
 

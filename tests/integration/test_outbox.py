@@ -50,12 +50,17 @@ def test_reply_is_one_response_call_with_metadata_preceded_by_typing(harness: Ha
 
 
 def test_typing_is_sent_at_most_once_per_user_in_a_burst(harness: Harness) -> None:
-    """F6 / G11: a burst of replies to one user gets one typing indicator, not one per reply."""
+    """F6 / G11: a burst of replies to one user gets one typing indicator, not one per reply, and the
+    indicator takes none of the thread's tokens (3 replies leave at once, the 4th a second later)."""
     harness.sender.typing = True
     for n in range(4):
         harness.clock.advance(1)
         harness.say("u-burst", f"hi {n}")
     harness.work_and_send()
+    calls = [c for c in harness.fake.calls(messages_only=False) if c["recipient"] == "u-burst"]
+    assert [("sender_action" in c["body"]) for c in calls] == [True, False, False, False]
+    harness.clock.advance(1)
+    harness.send()
     calls = [c for c in harness.fake.calls(messages_only=False) if c["recipient"] == "u-burst"]
     assert sum(1 for c in calls if "sender_action" in c["body"]) == 1
     assert sum(1 for c in calls if "message" in c["body"]) == 4

@@ -238,6 +238,7 @@ def _harness(seeded_url: str, fake_graph: FakeGraphServer, **extra: Any) -> Iter
         backoff_base_s=1.0,
         typing=False,  # faults target a recipient's next call: keep it the reply (typing has its own tests)
         echo_wait_s=5.0,
+        monotonic=lambda: clock.now().timestamp(),  # pauses and pacing follow the test's clock
     )
     with TestClient(create_app(container)) as client:
         yield Harness(container, client, clock, fake_graph, make_pipeline(container), sender)

@@ -30,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,6 +53,12 @@ from amanah.adapters.channels.base import (
 )
 from amanah.adapters.channels.messenger import MessengerAdapter, is_control_path
 from amanah.adapters.channels.messenger import app_secrets as messenger_secrets
+from amanah.adapters.channels.pacing import (
+    DEFAULT_CHANNEL_RATE_PER_S,
+    TokenBucket,
+    channel_bucket,
+    thread_bucket,
+)
 from amanah.adapters.channels.pipeline import ChannelPipeline, PrefetchingKnowledgeBase
 from amanah.adapters.channels.policy import (
     MAX_ATTEMPTS,
@@ -208,7 +215,16 @@ def _held_note(row: OutboxRow) -> str:
 
 
 class OutboxSender:
-    """Drains the outbox; see the module docstring. Run with ``await sender.run(stop_event)``."""
+    """Drains the outbox; see the module docstring. Run with ``await sender.run(stop_event)``.
+
+    Pacing (``adapters/channels/pacing.py``, spec §2.8 and G11): before a call leaves, it takes a token
+    from its thread's bucket (``(channel, user_id)``, default 1 a second with a burst of 3) and from its
+    channel's (the Page / phone number, default 250 and 60 a second); a rate of 0 turns a bucket off.
+    A row whose bucket is empty is put back in the queue until its token is due (:meth:`_pace`); a
+    channel whose bucket is empty is not claimed from meanwhile, while the other channel and every
+    other thread go on. Typing indicators take no thread token and are skipped rather than waited for
+    (:meth:`_should_type`). The buckets are this process's own (N senders: up to N times the rate).
+    """
 
     def __init__(
         self,
@@ -229,6 +245,10 @@ class OutboxSender:
         circuit_s: float = 60.0,
         backoff_base_s: float = 1.0,
         max_attempts: int = MAX_ATTEMPTS,
+        thread_rate_per_s: float = 1.0,
+        thread_burst: int = 3,
+        channel_rate_per_s: Mapping[Channel, float] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
         self.adapters = dict(adapters)
@@ -238,6 +258,14 @@ class OutboxSender:
         self.typing = typing
         self.typing_every_s = typing_every_s
         self.max_connections = max_connections
+        self._monotonic = monotonic  # pauses, typing and pacing (injectable: tests need not sleep)
+        # Pacing (module docstring): None = not paced. Thread keys are (channel, user_id).
+        self.thread_bucket: TokenBucket | None = thread_bucket(thread_rate_per_s, thread_burst)
+        rates = DEFAULT_CHANNEL_RATE_PER_S if channel_rate_per_s is None else channel_rate_per_s
+        self.channel_buckets: dict[Channel, TokenBucket] = {
+            channel: bucket for channel, rate in rates.items() if (bucket := channel_bucket(rate)) is not None
+        }
+        self.deferred = 0  # rows put back in the queue by pacing
         self._typed: dict[str, float] = {}  # user -> monotonic time of the last typing_on
         self.max_inflight = max_inflight
         self.lease_s = max(lease_s, timeout_s * 2 + 1)
@@ -260,11 +288,33 @@ class OutboxSender:
                 loop.call_soon_threadsafe(event.set)
 
     def _paused_channels(self) -> list[Channel]:
-        now = time.monotonic()
+        now = self._monotonic()
         for channel, until in list(self.paused.items()):
             if until <= now:
                 del self.paused[channel]
         return list(self.paused)
+
+    def _claimable(self, room: int) -> tuple[list[Channel], int]:
+        """The channels not to claim from (paused, or their bucket is empty) and how many rows to claim
+        at most: ``room``, or fewer when every other channel is paced and has fewer tokens."""
+        excluded = self._paused_channels()
+        if not self.channel_buckets:
+            return excluded, room
+        now = self._monotonic()
+        budget, unpaced = 0, False
+        for channel in self.adapters:
+            if channel in excluded:
+                continue
+            bucket = self.channel_buckets.get(channel)
+            if bucket is None:
+                unpaced = True
+                continue
+            tokens = bucket.available(channel, now)
+            if tokens:
+                budget += tokens
+            else:
+                excluded.append(channel)
+        return excluded, room if unpaced else min(room, budget)
 
     def _client(self) -> GraphSender:
         return GraphSender(
@@ -284,12 +334,15 @@ class OutboxSender:
         try:
             for _ in range(max_rounds):
                 self.outbox.recover_stale(now=self.clock.now(), echo_wait_s=self.echo_wait_s)
+                excluded, limit = self._claimable(self.max_inflight)
+                if limit <= 0:
+                    break
                 rows = self.outbox.claim(
                     self.owner,
                     now=self.clock.now(),
                     lease_s=self.lease_s,
-                    limit=self.max_inflight,
-                    exclude_channels=self._paused_channels(),
+                    limit=limit,
+                    exclude_channels=excluded,
                 )
                 if not rows:
                     break
@@ -306,7 +359,7 @@ class OutboxSender:
         client = self._client()
         inflight: set[asyncio.Task[SendResult]] = set()
         results: list[SendResult] = []
-        last_recover = 0.0
+        last_recover = -math.inf
         try:
             while not stop.is_set():
                 progressed = False
@@ -314,17 +367,17 @@ class OutboxSender:
                     self.outbox.finish(self.owner, results, self.clock.now())
                     results = []
                     progressed = True
-                if time.monotonic() - last_recover > min(self.lease_s, 5.0):
-                    last_recover = time.monotonic()
+                if self._monotonic() - last_recover > min(self.lease_s, 5.0):
+                    last_recover = self._monotonic()
                     self.outbox.recover_stale(now=self.clock.now(), echo_wait_s=self.echo_wait_s)
-                room = self.max_inflight - len(inflight)
+                excluded, room = self._claimable(self.max_inflight - len(inflight))
                 if room > 0:
                     rows = self.outbox.claim(
                         self.owner,
                         now=self.clock.now(),
                         lease_s=self.lease_s,
                         limit=room,
-                        exclude_channels=self._paused_channels(),
+                        exclude_channels=excluded,
                     )
                     for row in rows:
                         inflight.add(asyncio.create_task(self._send(client, row)))
@@ -376,6 +429,9 @@ class OutboxSender:
                 },
                 note=_held_note(row),
             )
+        paced = self._pace(row, now)
+        if paced is not None:
+            return paced
         request = SendRequest(
             row.channel, row.method, row.path, {}, row.key, row.sequence, user_id=row.user_id
         )
@@ -385,7 +441,44 @@ class OutboxSender:
         outcome = await client.send_body(request, row.body)
         return self._result(row, outcome, self.clock.now())
 
+    def _pace(self, row: OutboxRow, now: datetime) -> SendResult | None:
+        """Take the row's tokens, or put the row back in the queue until they are due (None: send it).
+
+        A message takes one token of its thread's bucket and one of its channel's; a thread-control
+        call only the channel's (it is not a message to the user). Either bucket short: nothing is
+        taken, and the row goes back as it was (``pending``, or ``unconfirmed`` still waiting for its
+        echo) with ``next_attempt_at`` when both have a token; no attempt is counted, no error
+        recorded, the lease is given up (never held in memory or slept on). The thread's later rows
+        keep waiting behind it, so the order is kept.
+        """
+        t = self._monotonic()
+        wait = 0.0
+        thread = self.thread_bucket
+        key: tuple[Channel, str] | None = None
+        if thread is not None and not is_control_path(row.path):
+            key = (row.channel, row.user_id)
+            wait = thread.wait(key, t)
+        channel = self.channel_buckets.get(row.channel)
+        if channel is not None:
+            wait = max(wait, channel.wait(row.channel, t))
+        if wait > 0.0:
+            self.deferred += 1
+            return SendResult(
+                row.id,
+                UNCONFIRMED if row.was_unconfirmed else PENDING,
+                {"next_attempt_at": now + timedelta(microseconds=round(wait * 1e6))},
+                deferred=True,
+            )
+        if key is not None and thread is not None:
+            thread.take(key, t)
+        if channel is not None:
+            channel.take(row.channel, t)
+        return None
+
     def _should_type(self, row: OutboxRow) -> bool:
+        """Send a ``typing_on`` before ``row``? Best effort: it takes no thread token (it is not a
+        message, and must never delay one), and a channel token only when one is left after the
+        reply's own: with the Page's bucket empty it is skipped, not waited for."""
         if (
             not self.typing
             or row.channel is not Channel.MESSENGER
@@ -395,10 +488,15 @@ class OutboxSender:
             or is_control_path(row.path)
         ):
             return False
-        now = time.monotonic()
+        now = self._monotonic()
         last = self._typed.get(row.user_id)
         if last is not None and now - last < self.typing_every_s:
             return False
+        channel = self.channel_buckets.get(row.channel)
+        if channel is not None:
+            if channel.wait(row.channel, now) > 0.0:
+                return False
+            channel.take(row.channel, now)
         if len(self._typed) > 100_000:
             self._typed = {u: t for u, t in self._typed.items() if now - t < self.typing_every_s}
         self._typed[row.user_id] = now
@@ -431,7 +529,9 @@ class OutboxSender:
                 return SendResult(row.id, FAILED, error)
             delay = retry_delay_s(outcome, attempts - 1, base_s=self.backoff_base_s)
             if outcome.action in _PAUSE_CHANNEL:
-                self.paused[row.channel] = max(self.paused.get(row.channel, 0.0), time.monotonic() + delay)
+                self.paused[row.channel] = max(
+                    self.paused.get(row.channel, -math.inf), self._monotonic() + delay
+                )
             if outcome.action is ErrorAction.AMBIGUOUS:
                 # Maybe delivered: wait for the echo carrying the key before sending it again.
                 return SendResult(
@@ -444,7 +544,7 @@ class OutboxSender:
         if outcome.action is ErrorAction.WINDOW_CLOSED:
             return SendResult(row.id, HELD, error, note=_held_note(row))
         if outcome.action in _CIRCUIT:
-            self.paused[row.channel] = time.monotonic() + self.circuit_s
+            self.paused[row.channel] = self._monotonic() + self.circuit_s
             log.error(
                 "%s: %s (code %s); sending paused for %.0f s",
                 row.channel,
@@ -578,6 +678,12 @@ def make_worker(container: Any, *, inbox: bool = True, send: bool = True) -> Cha
         timeout_s=settings.graph_timeout_s,
         max_inflight=settings.outbox_max_inflight,
         max_connections=settings.outbox_max_inflight,
+        thread_rate_per_s=settings.outbox_thread_rate_per_s,
+        thread_burst=settings.outbox_thread_burst,
+        channel_rate_per_s={
+            Channel.MESSENGER: settings.outbox_messenger_rate_per_s,
+            Channel.WHATSAPP: settings.outbox_whatsapp_rate_per_s,
+        },
     )
     return ChannelWorker(
         runtime, pipeline, sender, poll_s=settings.worker_poll_interval_s, inbox=inbox, send=send

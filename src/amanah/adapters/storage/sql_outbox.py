@@ -9,7 +9,9 @@ the same user is still pending, sending, unconfirmed or held): message n+1 never
 message n was accepted. Rows are leased (``sending`` + ``lease_owner``/``lease_until``); on
 PostgreSQL they are selected ``FOR UPDATE SKIP LOCKED`` so several senders share the work. A row
 left ``sending`` by a crashed sender becomes ``unconfirmed`` (:meth:`recover_stale`): it is re-sent
-only after the echo wait, unless the Messenger echo carrying its key arrived first.
+only after the echo wait, unless the Messenger echo carrying its key arrived first. A claimed row
+the sender's pacing holds back (``SendResult.deferred``) is handed back as it was, with only a later
+``next_attempt_at`` (one batched statement, like the sent rows).
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class SendResult:
     note: str | None = None  # an agent note to add (held messages)
     note_reason: str = "held"
     unreachable: bool = False  # mark the user's thread unreachable
+    deferred: bool = (
+        False  # not sent (paced): back to ``status`` at ``values["next_attempt_at"]``, nothing else
+    )
 
 
 def _upsert(dialect: str, table: Any) -> Any:
@@ -144,6 +149,16 @@ class SqlOutbox:
                 sent_at=bindparam("sent_at"),
                 message_id=bindparam("message_id"),
                 error_action=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+        self._mark_deferred = (
+            update(o)
+            .where(o.c.id == bindparam("rid"), o.c.status == SENDING, o.c.lease_owner == bindparam("owner"))
+            .values(
+                status=bindparam("back_to"),
+                next_attempt_at=bindparam("due"),
                 lease_owner=None,
                 lease_until=None,
             )
@@ -360,9 +375,26 @@ class SqlOutbox:
         if not results:
             return
         o = channel_outbox
-        sent = [r for r in results if r.status == SENT and r.note is None and not r.unreachable]
-        others = [r for r in results if not (r.status == SENT and r.note is None and not r.unreachable)]
+        sent: list[SendResult] = []
+        deferred: list[SendResult] = []
+        others: list[SendResult] = []
+        for r in results:
+            if r.deferred:
+                deferred.append(r)
+            elif r.status == SENT and r.note is None and not r.unreachable:
+                sent.append(r)
+            else:
+                others.append(r)
         with self._writer.begin() as conn:
+            if deferred:
+                # Paced rows: back in the queue as they were (attempts and errors untouched).
+                conn.execute(
+                    self._mark_deferred,
+                    [
+                        {"rid": r.id, "owner": owner, "back_to": r.status, "due": r.values["next_attempt_at"]}
+                        for r in deferred
+                    ],
+                )
             if sent:
                 conn.execute(
                     self._mark_sent,
