@@ -55,7 +55,7 @@ class Settings(BaseSettings):
 
     # Workers
     run_worker_in_server: bool = True
-    worker_poll_interval_s: float = 0.05
+    worker_poll_interval_s: float = 0.02
     secure_link_ttl_s: int = 600
 
     # Channel pipeline (inbox worker and outbox sender; see adapters/channels/worker.py)

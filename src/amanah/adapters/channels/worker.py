@@ -363,16 +363,22 @@ class OutboxSender:
         try:
             while not stop.is_set():
                 progressed = False
+                # The database calls run in a thread: waiting for the write lock (SQLite: behind the
+                # webhook's and the inbox worker's commits) must not stop this loop from reading the
+                # answers of the calls in flight.
                 if results:
-                    self.outbox.finish(self.owner, results, self.clock.now())
-                    results = []
+                    finished, results = results, []
+                    await asyncio.to_thread(self.outbox.finish, self.owner, finished, self.clock.now())
                     progressed = True
                 if self._monotonic() - last_recover > min(self.lease_s, 5.0):
                     last_recover = self._monotonic()
-                    self.outbox.recover_stale(now=self.clock.now(), echo_wait_s=self.echo_wait_s)
+                    await asyncio.to_thread(
+                        self.outbox.recover_stale, now=self.clock.now(), echo_wait_s=self.echo_wait_s
+                    )
                 excluded, room = self._claimable(self.max_inflight - len(inflight))
                 if room > 0:
-                    rows = self.outbox.claim(
+                    rows = await asyncio.to_thread(
+                        self.outbox.claim,
                         self.owner,
                         now=self.clock.now(),
                         lease_s=self.lease_s,
