@@ -128,7 +128,7 @@ class SqlOutbox:
             .where(o.c.channel == bindparam("ch"), o.c.user_id == bindparam("user"), o.c.status == HELD)
             .values(status=PENDING, next_attempt_at=bindparam("now"))
         )
-        self._heads_cache: dict[tuple[str, ...], Any] = {}
+        self._heads_cache: dict[tuple[tuple[str, ...], str], Any] = {}
         self._claimed_rows = (
             select(o, t.c.last_user_message_at)
             .select_from(o.outerjoin(t, (t.c.channel == o.c.channel) & (t.c.user_id == o.c.user_id)))
@@ -298,9 +298,15 @@ class SqlOutbox:
 
     # --- sending ------------------------------------------------------------------------------------
 
-    def _heads(self, excluded: tuple[str, ...]) -> Any:
-        """The statement selecting due queue heads (built once per set of paused channels)."""
-        stmt = self._heads_cache.get(excluded)
+    def _heads(self, excluded: tuple[str, ...], status: str) -> Any:
+        """The statement selecting due queue heads in ``status`` (built once per paused channels).
+
+        One status per statement, ordered by ``next_attempt_at`` alone, so that the database walks
+        the ``(status, next_attempt_at)`` index in order and stops after ``lim`` heads: with a backlog
+        (many rows per conversation) a statement over two statuses, or ordered by a second column,
+        had to examine every due row first (PostgreSQL: 11 ms instead of 3 ms for 3,000 rows).
+        """
+        stmt = self._heads_cache.get((excluded, status))
         if stmt is None:
             o = channel_outbox
             p = channel_outbox.alias("p")
@@ -312,19 +318,15 @@ class SqlOutbox:
             )
             stmt = (
                 select(o.c.id)
-                .where(
-                    o.c.status.in_((PENDING, UNCONFIRMED)),
-                    o.c.next_attempt_at <= bindparam("now"),
-                    ~earlier_open,
-                )
-                .order_by(o.c.next_attempt_at, o.c.id)
+                .where(o.c.status == status, o.c.next_attempt_at <= bindparam("now"), ~earlier_open)
+                .order_by(o.c.next_attempt_at)
                 .limit(bindparam("lim"))
             )
             if excluded:
                 stmt = stmt.where(o.c.channel.not_in(list(excluded)))
             if self._dialect == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=o)
-            self._heads_cache[excluded] = stmt
+            self._heads_cache[(excluded, status)] = stmt
         return stmt
 
     def claim(
@@ -336,17 +338,23 @@ class SqlOutbox:
         limit: int,
         exclude_channels: Iterable[Channel] = (),
     ) -> list[OutboxRow]:
-        """Lease the heads of up to ``limit`` conversations whose next row is due."""
-        stmt = self._heads(tuple(sorted(c.value for c in exclude_channels)))
-        params = {"now": now, "lim": limit}
+        """Lease the heads of up to ``limit`` conversations whose next row is due.
+
+        Calls that may have been delivered (``unconfirmed``, their echo not seen in time) go first.
+        """
+        excluded = tuple(sorted(c.value for c in exclude_channels))
+        statements = [self._heads(excluded, UNCONFIRMED), self._heads(excluded, PENDING)]
         if self._dialect == "sqlite":
             # Look before taking the write lock: an idle poll must not queue behind the writers.
             with self._engine.connect() as conn:
-                if conn.execute(stmt, {"now": now, "lim": 1}).first() is None:
+                if all(conn.execute(stmt, {"now": now, "lim": 1}).first() is None for stmt in statements):
                     return []
         until = now + timedelta(seconds=lease_s)
         with self._writer.begin() as conn:
-            ids = [r.id for r in conn.execute(stmt, params)]
+            ids: list[int] = []
+            for stmt in statements:
+                if len(ids) < limit:
+                    ids += [r.id for r in conn.execute(stmt, {"now": now, "lim": limit - len(ids)})]
             if not ids:
                 return []
             rows = conn.execute(self._claimed_rows, {"ids": ids}).all()
