@@ -427,3 +427,36 @@ def test_processed_events_keep_no_text_and_old_rows_are_purged(harness: Harness)
     assert runtime.outbox.purge(later) == 1
     with harness.engine.connect() as conn:
         assert conn.execute(select(channel_inbox)).first() is None
+
+
+def test_a_claim_skips_conversations_another_transaction_is_writing(harness: Harness) -> None:
+    """PostgreSQL: a claim does not wait for a thread row another worker's batch holds (waiting, in
+    whatever order, is how two workers deadlocked); it leases the other conversations and returns."""
+    import threading
+
+    from sqlalchemy import update as sql_update
+
+    from amanah.adapters.storage.schema_channels import channel_threads
+
+    if harness.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one write lock: writers queue, they cannot deadlock")
+    harness.say("u-busy", "hi")
+    harness.say("u-free", "hi")
+    runtime = harness.container.channels
+    assert runtime is not None
+    first = runtime.inbox.claim("w1", now=harness.clock.now(), lease_s=0.001, conversations=10)
+    assert {c.user_id for c in first} == {"u-busy", "u-free"}
+    harness.clock.advance(1)  # both leases have expired
+    t = channel_threads
+    with harness.engine.begin() as holder:  # another worker's batch, still open
+        holder.execute(sql_update(t).where(t.c.user_id == "u-busy").values(updated_at=harness.clock.now()))
+        claimed: list[set[str]] = []
+        claimer = threading.Thread(
+            target=lambda: claimed.append(
+                {c.user_id for c in runtime.inbox.claim("w2", now=harness.clock.now(), lease_s=30)}
+            )
+        )
+        claimer.start()
+        claimer.join(10)
+        assert not claimer.is_alive(), "the claim waited for the other transaction"
+    assert claimed == [{"u-free"}]

@@ -328,6 +328,11 @@ class ChannelPipeline:
             return 0
         try:
             with self.outbox.writer.begin() as conn:
+                # The disclosure ledger's lock first, before any row lock: batches of several workers
+                # then queue on it instead of deadlocking (PostgreSQL).
+                lock = getattr(getattr(self.guard, "ledger", None), "lock", None)
+                if callable(lock):
+                    lock(conn)
                 for op in batch.ops:
                     op(conn)
         except Exception as exc:

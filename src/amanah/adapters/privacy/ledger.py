@@ -565,6 +565,16 @@ class SqlDisclosureLedger:
         return self._append(conn, disclosure)
 
     @staticmethod
+    def lock(conn: Connection) -> None:
+        """Take the ledger's append lock now, at the start of a transaction that will append.
+
+        A transaction that appends after taking row locks could deadlock with another doing the same
+        in the other order (PostgreSQL; on SQLite the write lock is already held from ``BEGIN``).
+        Taken first, it makes such transactions queue instead. Held until the transaction ends.
+        """
+        advisory_lock(conn, LOCK_NAME)
+
+    @staticmethod
     def _append(conn: Connection, disclosure: Disclosure) -> LedgerRecord:
         # The head is read once per transaction: the lock taken here (SQLite: the write lock) is held
         # until the transaction ends, so no one else can append in between; a batch of replies then

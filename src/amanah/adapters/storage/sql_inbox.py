@@ -271,8 +271,7 @@ class SqlInbox:
                 .order_by(channel_inbox.c.id)
                 .limit(scan)
             )
-            if self._dialect == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
+            # No row locks here: the lease on the conversation (channel_threads) is what is claimed.
             seen: dict[tuple[str, str], None] = {}
             for channel, user_id in conn.execute(stmt):
                 seen.setdefault((channel, user_id), None)
@@ -318,6 +317,27 @@ class SqlInbox:
         now: datetime,
         until: datetime,
     ) -> list[tuple[str, str, bool]]:
+        t = channel_threads
+        if self._dialect == "postgresql" and keys:
+            # Skip conversations whose thread row another transaction holds (a worker writing its
+            # batch, another claim): waiting for them, in whatever order, is how two workers would
+            # deadlock; they are leased by someone else anyway, or free again at the next claim.
+            held = conn.execute(
+                select(t.c.channel, t.c.user_id)
+                .where(tuple_(t.c.channel, t.c.user_id).in_(list(keys)))
+                .order_by(t.c.channel, t.c.user_id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            mine = {(r.channel, r.user_id) for r in held}
+            existing = {
+                (r.channel, r.user_id)
+                for r in conn.execute(
+                    select(t.c.channel, t.c.user_id).where(tuple_(t.c.channel, t.c.user_id).in_(list(keys)))
+                )
+            }
+            keys = [k for k in keys if k in mine or k not in existing]
+            if not keys:
+                return []
         ins = _thread_upsert(self._dialect)
         values = [
             {
@@ -330,7 +350,6 @@ class SqlInbox:
             }
             for ch, user in keys
         ]
-        t = channel_threads
         stmt = (
             ins.values(values)
             .on_conflict_do_update(
