@@ -148,7 +148,7 @@ def wait_for_replies(fake_url: str, expected: int, timeout_s: float = 120) -> li
 
 
 def test_no_financial_value_reaches_messenger(stack: tuple[LiveServer, str]) -> None:
-    """No balance, IBAN, card number, merchant or transaction amount appears in any Send API payload."""
+    """I2: no balance, IBAN, card number, merchant or transaction amount appears in any Send API payload."""
     server, fake_url = stack
     container = build(Settings(database_url=server.database_url))
     core = container.core

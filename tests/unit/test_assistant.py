@@ -264,7 +264,7 @@ def test_card_choice_titles_are_typed_and_payloads_opaque(container: Container) 
 
 @pytest.mark.parametrize("payload", ["card:²", "card:#99", "kb:my pin is 4821", "intent:nope", "x" * 300])
 def test_forged_payloads_are_ignored_and_never_stored(container: Container, payload: str) -> None:
-    """A payload that is not one we rendered is ignored: no error, nothing of it stored."""
+    """D8: a payload that is not one we rendered is ignored: no error, nothing of it stored."""
     chat = _fresh(container, "sara")
     chat.send("freeze my card")
     chat.send("hello", payload=payload)

@@ -37,7 +37,7 @@ def send(container: Container, channel: Channel, user_id: str, text: str, custom
 def test_a_typed_card_number_is_warned_redacted_and_freeze_offered(
     container: Container, channel: Channel
 ) -> None:
-    """The full number is never stored nor echoed; the reply offers to freeze the card by its last 4."""
+    """I1: the full number is never stored nor echoed; the reply offers to freeze the card by its last 4."""
     layla = container.core.customer_by_username("layla")
     user = f"{channel.value}-pan-{id(container)}"
     spaced = " ".join(LAYLA_PAN[i : i + 4] for i in range(0, 16, 4))
@@ -52,7 +52,7 @@ def test_a_typed_card_number_is_warned_redacted_and_freeze_offered(
 
 @pytest.mark.parametrize("channel", [Channel.MESSENGER, Channel.WHATSAPP])
 def test_a_typed_credential_is_warned_and_never_stored(container: Container, channel: Channel) -> None:
-    """A one-time passcode typed on a platform is answered with the warning and stored redacted."""
+    """I1: a one-time passcode typed on a platform is answered with the warning and stored redacted."""
     user = f"{channel.value}-otp-{id(container)}"
     _, prepared = send(container, channel, user, "the otp is 839201 what now", None)
     assert "never share" in prepared.rendered.text

@@ -204,7 +204,7 @@ def test_a_code_expires_after_five_minutes(service: LinkingService, clock: Fixed
 
 
 def test_a_code_bound_to_a_psid_cannot_link_another(service: LinkingService) -> None:
-    """A code issued from a link button sent to PSID A does not link PSID B (and is spent)."""
+    """E3: a code issued from a link button sent to PSID A does not link PSID B (and is spent)."""
     code = service.issue_authorization_code(7, ALT, psid=PSID)
     assert service.complete_messenger("2000000000000099", code) is None
     assert service.complete_messenger(PSID, code) is None
