@@ -265,10 +265,17 @@ class SqlInbox:
                 if conn.execute(self._any_pending).first() is None:
                     return []
         with self._writer.begin() as conn:
+            i, t = channel_inbox, channel_threads
+            # Only conversations nobody else holds: with several workers, the oldest pending events
+            # are mostly those of conversations another worker is answering right now.
             stmt = (
-                select(channel_inbox.c.channel, channel_inbox.c.user_id)
-                .where(channel_inbox.c.status == PENDING)
-                .order_by(channel_inbox.c.id)
+                select(i.c.channel, i.c.user_id)
+                .select_from(i.outerjoin(t, and_(t.c.channel == i.c.channel, t.c.user_id == i.c.user_id)))
+                .where(
+                    i.c.status == PENDING,
+                    or_(t.c.lease_owner.is_(None), t.c.lease_until < now, t.c.lease_owner == owner),
+                )
+                .order_by(i.c.id)
                 .limit(scan)
             )
             # No row locks here: the lease on the conversation (channel_threads) is what is claimed.
