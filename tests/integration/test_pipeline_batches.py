@@ -124,3 +124,31 @@ def test_one_event_per_transaction_when_batches_are_off(harness: Harness) -> Non
     assert harness.work() == 3
     harness.send()
     assert [len(harness.texts_to(f"u-solo-{n}")) for n in range(3)] == [1, 1, 1]
+
+
+def test_a_long_conversation_is_written_in_several_batches_in_order(harness: Harness) -> None:
+    """One user's many queued messages are written every few events (not held until the end), in order."""
+    harness.pipeline.batch_events = 2
+    for n in range(5):
+        harness.say("u-long", f"hi {n}")
+        harness.clock.advance(1)
+    assert harness.pipeline.run_once("test-worker") == 5
+    rows = [r for r in harness.outbox() if r["user_id"] == "u-long"]
+    assert [r["inbox_id"] for r in rows] == sorted(r["inbox_id"] for r in rows) and len(rows) == 5
+    assert {r["status"] for r in harness.inbox()} == {"done"}
+
+
+def test_a_failed_write_in_a_long_conversation_stops_it_until_redone(harness: Harness) -> None:
+    """If a batch fails in the middle of a conversation, its later events wait: the failed ones are
+    redone first, so every message is answered once and in order."""
+    harness.pipeline.batch_events = 2
+    for n in range(5):
+        harness.say("u-stop", f"hi {n}")
+        harness.clock.advance(1)
+    harness.pipeline.guard = FailsOnce(harness.pipeline.guard, "u-stop")  # type: ignore[assignment]
+    assert harness.pipeline.run_once("test-worker") == 0
+    assert harness.outbox() == []
+    harness.work()
+    rows = [r for r in harness.outbox() if r["user_id"] == "u-stop"]
+    assert len(rows) == 5 and [r["inbox_id"] for r in rows] == sorted(r["inbox_id"] for r in rows)
+    assert [r["outcome"] for r in harness.inbox()] == ["replied"] * 5

@@ -300,11 +300,7 @@ class ChannelPipeline:
                 if batching and self._batch is None:
                     self._batch = _Batch()
                 handled += self.process(conv, owner)
-                batch = self._batch
-                if batch is not None and (
-                    batch.events >= self.batch_events
-                    or (time.monotonic() - batch.started) * 1000 >= self.batch_ms
-                ):
+                if self._batch_full():
                     self.flush(owner)
         finally:
             try:
@@ -359,6 +355,12 @@ class ChannelPipeline:
             self.on_queued()
         return 0
 
+    def _batch_full(self) -> bool:
+        batch = self._batch
+        return batch is not None and (
+            batch.events >= self.batch_events or (time.monotonic() - batch.started) * 1000 >= self.batch_ms
+        )
+
     def _defer(self, op: Callable[[Any], Any]) -> bool:
         """Add ``op`` to the open batch (True), or say there is none (False: the caller writes now)."""
         if self._batch is None:
@@ -408,6 +410,13 @@ class ChannelPipeline:
                 self.stats.events += 1
                 if self._batch is not None:
                     self._batch.events += 1
+                    if self._batch_full() and item is not conv.items[-1]:
+                        # A long conversation does not hold its replies back: write what is done so
+                        # far, then go on in a new batch (or stop here if that write failed: the
+                        # events after it must not be answered before it is redone).
+                        if self.flush(owner):
+                            return handled
+                        self._batch = _Batch(conversations=[(conv.channel, conv.user_id)])
         finally:
             if not thread.released:
                 channel, user_id = conv.channel, conv.user_id
