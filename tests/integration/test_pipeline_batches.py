@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from amanah.adapters.storage.schema import turns
-from amanah.adapters.storage.schema_guard import disclosures
+from amanah.adapters.storage.schema_guard import disclosures, secure_links
 from amanah.domain.banking import CardStatus
 from amanah.domain.conversation import Channel
 from tests.integration import test_webhooks as shared
@@ -152,3 +152,17 @@ def test_a_failed_write_in_a_long_conversation_stops_it_until_redone(harness: Ha
     rows = [r for r in harness.outbox() if r["user_id"] == "u-stop"]
     assert len(rows) == 5 and [r["inbox_id"] for r in rows] == sorted(r["inbox_id"] for r in rows)
     assert [r["outcome"] for r in harness.inbox()] == ["replied"] * 5
+
+
+def test_secure_links_are_stored_with_their_reply_or_not_at_all(harness: Harness) -> None:
+    """A balance withheld from Messenger is a secure link; it is written in the reply's batch, so a
+    failed batch leaves no link behind, and the redone event mints exactly one."""
+    _link(harness, "u-link", "layla")
+    harness.say("u-link", "what is my balance")
+    harness.pipeline.guard = FailsOnce(harness.pipeline.guard, "u-link")  # type: ignore[assignment]
+    assert harness.pipeline.run_once("test-worker") == 0
+    assert _count(harness, secure_links) == 0
+    harness.work()
+    assert _count(harness, secure_links) == 1
+    (row,) = harness.outbox()
+    assert b"/s/" in row["body"] or b"https://bank.example" in row["body"]

@@ -55,6 +55,7 @@ from amanah.adapters.channels.base import (
 )
 from amanah.adapters.channels.handover import HANDOFF, REQUESTED, Handover, resume_conversation
 from amanah.adapters.channels.messenger import PAGE_INBOX_APP_ID
+from amanah.adapters.storage.db import defer_writes
 from amanah.adapters.storage.sql_conversations import WriteBehindConversations
 from amanah.adapters.storage.sql_inbox import ClaimedConversation, InboxItem, SqlInbox
 from amanah.adapters.storage.sql_outbox import QueuedCall, SqlOutbox
@@ -298,7 +299,7 @@ class ChannelPipeline:
         try:
             for conv in claimed:
                 if batching and self._batch is None:
-                    self._batch = _Batch()
+                    self._open_batch(_Batch())
                 handled += self.process(conv, owner)
                 if self._batch_full():
                     self.flush(owner)
@@ -320,6 +321,7 @@ class ChannelPipeline:
         few runs writing each event on its own so that a failing event is found and counted.
         """
         batch, self._batch = self._batch, None
+        defer_writes(None)
         if batch is None or not batch.ops:
             return 0
         try:
@@ -354,6 +356,10 @@ class ChannelPipeline:
         if batch.replies and self.on_queued is not None:
             self.on_queued()
         return 0
+
+    def _open_batch(self, batch: _Batch) -> None:
+        self._batch = batch
+        defer_writes(batch.ops)  # rows adapters write on their own (secure links) join the batch
 
     def _batch_full(self) -> bool:
         batch = self._batch
@@ -416,7 +422,7 @@ class ChannelPipeline:
                         # events after it must not be answered before it is redone).
                         if self.flush(owner):
                             return handled
-                        self._batch = _Batch(conversations=[(conv.channel, conv.user_id)])
+                        self._open_batch(_Batch(conversations=[(conv.channel, conv.user_id)]))
         finally:
             if not thread.released:
                 channel, user_id = conv.channel, conv.user_id

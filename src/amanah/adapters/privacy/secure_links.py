@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, RowMapping, delete, select, update
 
-from amanah.adapters.storage.db import write_engine
+from amanah.adapters.storage.db import defer_write, write_engine
 from amanah.adapters.storage.schema_guard import SECURE_LINK_PURPOSES, secure_links
 
 __all__ = [
@@ -209,20 +209,20 @@ class SqlSecureLinks:
         ttl_s: int,
     ) -> str:
         token = self.token_factory()
+        params = {
+            "token_sha256": token_digest(token),
+            "customer_id": customer_id,
+            "purpose": LinkPurpose(purpose).value,
+            "content": dict(content),
+            "content_sha256": content_digest(content),
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=ttl_s),
+            "used_at": None,
+        }
+        if defer_write(lambda conn: conn.execute(_INSERT, params)):
+            return token  # stored in the caller's batch, with the reply that carries the link
         with write_engine(self.engine).begin() as conn:
-            conn.execute(
-                _INSERT,
-                {
-                    "token_sha256": token_digest(token),
-                    "customer_id": customer_id,
-                    "purpose": LinkPurpose(purpose).value,
-                    "content": dict(content),
-                    "content_sha256": content_digest(content),
-                    "created_at": now,
-                    "expires_at": now + timedelta(seconds=ttl_s),
-                    "used_at": None,
-                },
-            )
+            conn.execute(_INSERT, params)
         return token
 
     def redeem(self, token: str, customer_id: int, now: datetime) -> Redemption:

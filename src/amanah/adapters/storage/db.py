@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,28 @@ def advisory_lock(conn: Connection, name: str) -> None:
     if conn.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+# --- writes deferred to a caller's batch -----------------------------------------------------------
+
+WriteOp = Callable[[Connection], Any]
+_DEFERRED: ContextVar[list[WriteOp] | None] = ContextVar("amanah_deferred_writes", default=None)
+
+
+def defer_writes(ops: list[WriteOp] | None) -> None:
+    """Collect later :func:`defer_write` calls of this thread (context) into ``ops``; None stops.
+
+    A channel worker that writes a batch of events in one transaction uses it so that rows a shared
+    adapter would write on its own (a secure link minted by the guard) go into that transaction:
+    stored with the reply that carries them, or not at all.
+    """
+    _DEFERRED.set(ops)
+
+
+def defer_write(op: WriteOp) -> bool:
+    """Add ``op`` to this thread's open batch (True); False when there is none (write it now)."""
+    ops = _DEFERRED.get()
+    if ops is None:
+        return False
+    ops.append(op)
+    return True
