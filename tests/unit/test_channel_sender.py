@@ -192,25 +192,10 @@ class LiveFake:
 
 @pytest.fixture
 def live_fake(tmp_path: Path) -> Iterator[LiveFake]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     record = tmp_path / "calls.jsonl"
     app = create_fake_graph_app(record)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started
-    try:
-        yield LiveFake(f"http://127.0.0.1:{port}", app, record)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with served(app) as base:
+        yield LiveFake(base, app, record)
 
 
 def test_socket_concurrent_sends_recorded_to_file(live_fake: LiveFake) -> None:
