@@ -213,6 +213,23 @@ def test_many_appends_in_one_transaction_chain_and_a_rolled_back_one_leaves_no_t
     assert ledger.verify() == []
 
 
+def test_a_commit_as_you_go_connection_never_reuses_a_rolled_back_head(engine: Engine) -> None:
+    """Appends on a connection without an explicit begin (SQLAlchemy starts the transaction itself):
+    after a rollback the next append reads the stored head again, so the chain has no gap."""
+    ledger = SqlDisclosureLedger(engine)
+    ledger.append(None, disclosure(1))
+    conn = write_engine(engine).connect()
+    try:
+        ledger.append(conn, disclosure(2))
+        conn.rollback()
+        ledger.append(conn, disclosure(3))
+        conn.commit()
+    finally:
+        conn.close()
+    assert [r.seq for r in ledger.records()] == [1, 2]
+    assert ledger.verify() == []
+
+
 def test_report_reads_one_customers_records(ledger: SqlDisclosureLedger) -> None:
     """The SQL report counts one customer's records per channel, with first and last times."""
     ledger.append(None, disclosure(7, customer_id=2))

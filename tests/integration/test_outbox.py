@@ -460,3 +460,48 @@ def test_a_claim_skips_conversations_another_transaction_is_writing(harness: Har
         claimer.join(10)
         assert not claimer.is_alive(), "the claim waited for the other transaction"
     assert claimed == [{"u-free"}]
+
+
+def test_the_sender_loop_survives_a_database_error_and_records_the_outcome(harness: Harness) -> None:
+    """The long-running sender meets a failing database call (writing an outcome): it logs, waits, tries
+    again with the outcome still in hand; the reply is sent once and recorded as sent."""
+    import threading
+    import time
+
+    harness.say("u-dbdown", "hi")
+    harness.work()
+    runtime = harness.container.channels
+    assert runtime is not None
+
+    class FinishFailsOnce:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.failed = inner, False
+
+        def finish(self, *args: Any, **kwargs: Any) -> None:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("database is away (injected)")
+            self.inner.finish(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    sender = OutboxSender(
+        outbox=FinishFailsOnce(runtime.outbox),  # type: ignore[arg-type]
+        adapters=runtime.adapters,
+        endpoints=runtime.endpoints,
+        clock=harness.clock,
+        typing=False,
+        poll_s=0.01,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: asyncio.run(sender.run(stop)), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _only(harness, "u-dbdown")["status"] != "sent":
+        time.sleep(0.05)
+    stop.set()
+    thread.join(15)
+    assert not thread.is_alive()
+    assert _only(harness, "u-dbdown")["status"] == "sent"
+    assert len([c for c in harness.fake.calls() if c["recipient"] == "u-dbdown"]) == 1

@@ -166,3 +166,126 @@ def test_secure_links_are_stored_with_their_reply_or_not_at_all(harness: Harness
     assert _count(harness, secure_links) == 1
     (row,) = harness.outbox()
     assert b"/s/" in row["body"] or b"https://bank.example" in row["body"]
+
+
+class RenderFailsOnce:
+    """The Messenger adapter, except that rendering a reply to ``user`` fails the first time."""
+
+    def __init__(self, inner: Any, user: str) -> None:
+        self.inner, self.user, self.failed = inner, user, False
+
+    def render(self, out: Any) -> Any:
+        if out.user_id == self.user and not self.failed:
+            self.failed = True
+            raise RuntimeError("render bug (injected)")
+        return self.inner.render(out)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _fail_render_once(h: Harness, user: str) -> None:
+    adapters = h.pipeline.adapters
+    adapters[Channel.MESSENGER] = RenderFailsOnce(adapters[Channel.MESSENGER], user)  # type: ignore[assignment]
+
+
+def test_an_event_failing_after_its_turn_leaves_nothing_in_the_batch(harness: Harness) -> None:
+    """An event that fails after the assistant saved its turn and the guard minted a link: neither is
+    written with the rest of the batch; once redone, one turn, one link and one reply."""
+    _link(harness, "u-bad", "layla")
+    harness.say("u-ok", "hi")
+    harness.say("u-bad", "what is my balance")
+    _fail_render_once(harness, "u-bad")
+    harness.pipeline.run_once("test-worker")
+    assert _count(harness, turns) == 1 and _count(harness, secure_links) == 0
+    harness.work()
+    assert len([r for r in harness.outbox() if r["user_id"] == "u-bad"]) == 1
+    assert _count(harness, turns) == 2 and _count(harness, secure_links) == 1
+
+
+def test_a_failed_yes_keeps_the_question_for_its_retry(harness: Harness) -> None:
+    """The customer's "yes" fails while being answered: the pending confirmation is not used up, so the
+    retry freezes the card and says so (not "nothing waiting for a yes or no")."""
+    customer_id = _link(harness, "u-yes", "sara")
+    harness.say("u-yes", "please freeze my card")
+    harness.work()
+    harness.clock.advance(1)
+    harness.say("u-yes", "yes")
+    _fail_render_once(harness, "u-yes")
+    assert harness.pipeline.run_once("test-worker") == 0  # the failure is counted against the event
+    harness.work()
+    harness.send()
+    assert harness.container.core.cards(customer_id)[0].status is CardStatus.FROZEN
+    assert "frozen" in harness.texts_to("u-yes")[-1].lower()
+
+
+class RecordFails:
+    """The egress guard, except that recording a disclosure for ``user`` fails ``times`` times."""
+
+    def __init__(self, inner: Any, user: str, times: int) -> None:
+        self.inner, self.user, self.left = inner, user, times
+
+    def record(self, conn: Any, *, user_id: str, **kw: Any) -> Any:
+        if user_id == self.user and self.left > 0:
+            self.left -= 1
+            raise RuntimeError("disk full (injected)")
+        return self.inner.record(conn, user_id=user_id, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_message_after_a_receipt_is_still_stored_with_its_reply(harness: Harness) -> None:
+    """A read receipt writes the batch and itself first; the message after it still gets its turn and
+    reply in one transaction: a failed write leaves no turn behind, the redo exactly one."""
+    harness.say("u-rd", "hi")
+    harness.work()
+    harness.clock.advance(1)
+    wm = harness.now_ms()
+    read = {"sender": {"id": "u-rd"}, "recipient": {"id": PAGE}, "timestamp": wm, "read": {"watermark": wm}}
+    harness.post(messenger_body([read]))
+    harness.clock.advance(1)
+    harness.say("u-rd", "what are your opening hours?")
+    inner = harness.pipeline.guard
+    harness.pipeline.guard = RecordFails(inner, "u-rd", 1)  # type: ignore[assignment]
+    harness.pipeline.run_once("test-worker")
+    assert _count(harness, turns) == 1
+    harness.pipeline.guard = inner
+    harness.work()
+    assert _count(harness, turns) == 2 and len(harness.outbox()) == 2
+
+
+def test_after_a_failed_batch_each_event_still_stores_its_turn_with_its_reply(harness: Harness) -> None:
+    """In the runs that write one event at a time after a failed batch, a turn is still stored only
+    with its reply: the "yes" whose writes failed twice is answered right when redone."""
+    customer_id = _link(harness, "u-fz", "sara")
+    harness.say("u-fz", "please freeze my card")
+    harness.work()
+    harness.clock.advance(1)
+    harness.say("u-fz", "yes")
+    inner = harness.pipeline.guard
+    harness.pipeline.guard = RecordFails(inner, "u-fz", 2)  # type: ignore[assignment]
+    harness.pipeline.run_once("test-worker")  # the batch fails
+    harness.pipeline.run_once("test-worker")  # the event alone fails too
+    harness.pipeline.guard = inner
+    harness.work()
+    harness.send()
+    assert _count(harness, turns) == 2
+    assert harness.container.core.cards(customer_id)[0].status is CardStatus.FROZEN
+    assert "frozen" in harness.texts_to("u-fz")[-1].lower()
+
+
+def test_unlink_then_balance_in_one_run_discloses_nothing(harness: Harness) -> None:
+    """ "unlink" then "what is my balance" handled in the same run: the second message already finds no
+    binding, so no secure link and no disclosure for the customer who just unlinked."""
+    _link(harness, "u-ul", "layla")
+    harness.say("u-ul", "unlink")
+    harness.clock.advance(1)
+    harness.say("u-ul", "what is my balance")
+    harness.pipeline.run_once("test-worker")
+    assert _count(harness, secure_links) == 0
+    with harness.engine.connect() as conn:
+        customers = (
+            conn.execute(select(disclosures.c.customer_id).order_by(disclosures.c.seq)).scalars().all()
+        )
+    assert len(customers) == 2 and customers[-1] is None  # the balance reply is about nobody

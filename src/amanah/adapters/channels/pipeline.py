@@ -93,7 +93,6 @@ class _Thread:
 
     muted: bool
     renewed_at: float  # monotonic time of the last lease renewal
-    customer: tuple[int | None] | None = None  # the resolved binding, until a linking event
     last_id: int = 0  # the conversation's last claimed event: its transaction gives the lease back
     released: bool = False
 
@@ -313,7 +312,7 @@ class ChannelPipeline:
                     self.knowledge.clear()
         return max(0, handled - self._unwritten)
 
-    def flush(self, owner: str) -> int:
+    def flush(self, owner: str, *, raise_errors: bool = False) -> int:
         """Write the open batch in one transaction; returns how many of its events were not written.
 
         If the transaction fails (a lease lost to another worker, a database error), nothing of the
@@ -341,6 +340,8 @@ class ChannelPipeline:
                 log.info("lease lost in a batch of %d events; they run again", batch.events)
             else:
                 log.exception("writing a batch of %d events failed; they run again", batch.events)
+            if raise_errors:
+                raise  # one event's own batch: the caller counts the failure against that event
             self._solo_runs = 3
             for channel, user_id in batch.conversations:
                 try:
@@ -356,6 +357,24 @@ class ChannelPipeline:
         if batch.replies and self.on_queued is not None:
             self.on_queued()
         return 0
+
+    def _mark(self) -> tuple[_Batch, int, int, Any] | None:
+        """Where the open batch stands before an event (to take the event's writes back out)."""
+        batch = self._batch
+        if batch is None:
+            return None
+        held = self.conversations.snapshot() if self.conversations is not None else None
+        return batch, len(batch.ops), batch.replies, held
+
+    def _rewind(self, mark: tuple[_Batch, int, int, Any] | None) -> None:
+        """Drop what a failed event added to the batch: its turn, secure links, reply, state."""
+        if mark is None or mark[0] is not self._batch:
+            return
+        batch, ops, replies, held = mark
+        del batch.ops[ops:]
+        batch.replies = replies
+        if self.conversations is not None and held is not None:
+            self.conversations.restore(held)
 
     def _open_batch(self, batch: _Batch) -> None:
         self._batch = batch
@@ -391,6 +410,7 @@ class ChannelPipeline:
             batch.conversations.append((conv.channel, conv.user_id))
         try:
             for item in conv.items:
+                mark = self._mark()
                 try:
                     self.handle(item, owner, thread)
                 except LeaseLost:
@@ -398,6 +418,7 @@ class ChannelPipeline:
                     log.info("lease lost on a %s conversation; another worker continues", conv.channel)
                     return handled
                 except Exception as exc:  # one bad event must not stop the worker
+                    self._rewind(mark)  # nothing of the failed event stays in the batch
                     thread.released = False
                     self.stats.failures += 1
                     log.exception("inbox event %s failed", item.id)
@@ -451,8 +472,13 @@ class ChannelPipeline:
         event = item.event
         if thread is None:
             thread = _Thread(self._muted(event.channel, event.user_id), 0.0)
-        if event.is_user_message and event.payload != "resume":
-            return self._user_message(item, owner, thread)
+        if event.is_user_message:
+            if event.payload == "resume" and self._batch is not None and self.flush(owner):
+                raise LeaseLost  # "back to assistant" changes the thread: the batch goes first
+            if self._batch is not None:
+                return self._user_message(item, owner, thread)
+            # Never a turn without its reply: a message handled outside a batch gets one of its own.
+            return self._in_a_batch_of_its_own(owner, lambda: self._user_message(item, owner, thread))
         if self._batch is not None and self.flush(owner):
             # Receipts, echoes, handover and linking events change what later events see (a muted
             # thread, a binding): the batch so far is written first, then this event and the rest of
@@ -460,14 +486,29 @@ class ChannelPipeline:
             raise LeaseLost
         return self._handle_alone(item, owner, thread)
 
+    def _in_a_batch_of_its_own(self, owner: str, work: Callable[[], str]) -> str:
+        """Run ``work`` (one user message) in a batch of its own and write it; errors propagate."""
+        self._open_batch(_Batch())
+        try:
+            outcome = work()
+        except BaseException:
+            self._drop_batch()
+            raise
+        self.flush(owner, raise_errors=True)
+        return outcome
+
+    def _drop_batch(self) -> None:
+        """Forget the open batch unwritten (its event failed before anything was stored)."""
+        self._batch = None
+        defer_writes(None)
+        if self.conversations is not None:
+            self.conversations.settle()
+
     def _handle_alone(self, item: InboxItem, owner: str, thread: _Thread) -> str:
         event = item.event
-        if event.is_user_message:
-            return self._user_message(item, owner, thread)
         if event.kind is EventKind.HANDOVER and event.subtype == "request_thread_control":
             return self._control_requested(item, owner, thread)
         if event.kind is EventKind.ACCOUNT_LINKING:
-            thread.customer = None  # resolve the binding again for the next message
             outcome, reply = self._account_linking(event)
             if reply is not None and not thread.muted:
                 customer_id = (
@@ -605,9 +646,8 @@ class ChannelPipeline:
 
             self._write(record)
             return outcome
-        if thread.customer is None:
-            thread.customer = (self.linking.customer_for(ch, user) if self.linking is not None else None,)
-        customer_id = thread.customer[0]
+        # Resolved for every message: an "unlink" just before must end the disclosure at once.
+        customer_id = self.linking.customer_for(ch, user) if self.linking is not None else None
         msg = InboundMessage(ch, user, event.text or "", customer_id=customer_id, payload=event.payload)
         try:
             reply = self.assistant.handle(msg)

@@ -360,34 +360,43 @@ class OutboxSender:
         inflight: set[asyncio.Task[SendResult]] = set()
         results: list[SendResult] = []
         last_recover = -math.inf
+        backoff = self.poll_s
         try:
             while not stop.is_set():
                 progressed = False
                 # The database calls run in a thread: waiting for the write lock (SQLite: behind the
                 # webhook's and the inbox worker's commits) must not stop this loop from reading the
                 # answers of the calls in flight.
-                if results:
-                    finished, results = results, []
-                    await asyncio.to_thread(self.outbox.finish, self.owner, finished, self.clock.now())
-                    progressed = True
-                if self._monotonic() - last_recover > min(self.lease_s, 5.0):
-                    last_recover = self._monotonic()
-                    await asyncio.to_thread(
-                        self.outbox.recover_stale, now=self.clock.now(), echo_wait_s=self.echo_wait_s
-                    )
-                excluded, room = self._claimable(self.max_inflight - len(inflight))
-                if room > 0:
-                    rows = await asyncio.to_thread(
-                        self.outbox.claim,
-                        self.owner,
-                        now=self.clock.now(),
-                        lease_s=self.lease_s,
-                        limit=room,
-                        exclude_channels=excluded,
-                    )
-                    for row in rows:
-                        inflight.add(asyncio.create_task(self._send(client, row)))
-                    progressed = progressed or bool(rows)
+                try:
+                    if results:
+                        await asyncio.to_thread(self.outbox.finish, self.owner, results, self.clock.now())
+                        results = []
+                        progressed = True
+                    if self._monotonic() - last_recover > min(self.lease_s, 5.0):
+                        last_recover = self._monotonic()
+                        await asyncio.to_thread(
+                            self.outbox.recover_stale, now=self.clock.now(), echo_wait_s=self.echo_wait_s
+                        )
+                    excluded, room = self._claimable(self.max_inflight - len(inflight))
+                    if room > 0:
+                        rows = await asyncio.to_thread(
+                            self.outbox.claim,
+                            self.owner,
+                            now=self.clock.now(),
+                            lease_s=self.lease_s,
+                            limit=room,
+                            exclude_channels=excluded,
+                        )
+                        for row in rows:
+                            inflight.add(asyncio.create_task(self._send(client, row)))
+                        progressed = progressed or bool(rows)
+                    backoff = self.poll_s
+                except Exception:
+                    # The database is away (a restart, a full disk): keep the outcomes in hand and try
+                    # again with backoff; the calls in flight go on.
+                    log.exception("outbox sender: database call failed; retrying in %.2f s", backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
                 if progressed and not inflight:
                     continue
                 self._wake.clear()

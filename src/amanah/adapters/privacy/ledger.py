@@ -580,7 +580,7 @@ class SqlDisclosureLedger:
         # until the transaction ends, so no one else can append in between; a batch of replies then
         # costs one read, not one per record.
         transaction = conn.get_transaction()
-        cached = conn.info.get(_HEAD_KEY)
+        cached = conn.info.get(_HEAD_KEY) if transaction is not None else None
         if cached is not None and cached[0] is transaction:
             seq, prev = cached[1], cached[2]
         else:
@@ -604,7 +604,8 @@ class SqlDisclosureLedger:
                 "hash": record.hash,
             },
         )
-        conn.info[_HEAD_KEY] = (transaction, record.seq, record.hash)  # only once it is written
+        if transaction is not None:  # a commit-as-you-go connection has none yet: no cache
+            conn.info[_HEAD_KEY] = (transaction, record.seq, record.hash)  # only once it is written
         return record
 
     def records(

@@ -175,6 +175,13 @@ class WriteBehindConversations:
             return snapshot
         return inner.save(state, turn)
 
+    def snapshot(self) -> dict[tuple[str, str], ConversationState]:
+        """The states held for the open batch (to restore if an event's writes are taken back)."""
+        return dict(self._pending)
+
+    def restore(self, held: dict[tuple[str, str], ConversationState]) -> None:
+        self._pending = dict(held)
+
     def settle(self) -> None:
         """The batch was committed or rolled back: read from the database again."""
         self._pending.clear()
