@@ -55,7 +55,7 @@ from amanah.adapters.channels.base import (
 )
 from amanah.adapters.channels.handover import HANDOFF, REQUESTED, Handover, resume_conversation
 from amanah.adapters.channels.messenger import PAGE_INBOX_APP_ID
-from amanah.adapters.storage.db import defer_writes
+from amanah.adapters.storage.db import defer_write, defer_writes
 from amanah.adapters.storage.sql_conversations import WriteBehindConversations
 from amanah.adapters.storage.sql_inbox import ClaimedConversation, InboxItem, SqlInbox
 from amanah.adapters.storage.sql_outbox import QueuedCall, SqlOutbox
@@ -260,8 +260,6 @@ class ChannelPipeline:
         )
         self.conversations = conversations
         self.knowledge = knowledge
-        if conversations is not None:
-            conversations.defer = self._defer
         self.batch_events = batch_events
         self.batch_ms = batch_ms
         self._batch: _Batch | None = None
@@ -386,16 +384,9 @@ class ChannelPipeline:
             batch.events >= self.batch_events or (time.monotonic() - batch.started) * 1000 >= self.batch_ms
         )
 
-    def _defer(self, op: Callable[[Any], Any]) -> bool:
-        """Add ``op`` to the open batch (True), or say there is none (False: the caller writes now)."""
-        if self._batch is None:
-            return False
-        self._batch.ops.append(op)
-        return True
-
     def _write(self, op: Callable[[Any], Any]) -> None:
         """Run ``op(conn)`` in the open batch, or now in a write transaction of its own."""
-        if not self._defer(op):
+        if not defer_write(op):
             with self.outbox.writer.begin() as conn:
                 op(conn)
 
@@ -690,10 +681,8 @@ class ChannelPipeline:
             if after is not None:
                 after(conn, now)
 
-        batch = self._batch
-        if batch is not None:
-            batch.ops.append(write)
-            batch.replies += 1  # counted and announced to the sender once the batch is written
+        if self._batch is not None and defer_write(write):
+            self._batch.replies += 1  # counted and announced to the sender once the batch is written
             return outcome
         with self.outbox.writer.begin() as conn:
             write(conn)

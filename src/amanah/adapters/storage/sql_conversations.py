@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from amanah.adapters.storage.db import write_engine
+from amanah.adapters.storage.db import defer_write, write_engine
 from amanah.adapters.storage.records import json_roundtrip, require_aware
 from amanah.adapters.storage.schema import conversations, turns
 from amanah.domain.conversation import Channel, ConversationState, ConversationStatus, Turn
@@ -147,8 +147,8 @@ def _values(
 class WriteBehindConversations:
     """The ``ConversationStore`` port for a channel worker that writes a batch of events at once.
 
-    While the worker has a batch open (``defer`` returns True), :meth:`save` keeps the state in memory
-    (so the conversation's next event in the batch reads it back) and hands the write to the batch,
+    While the worker has a batch open (``db.defer_write`` takes writes), :meth:`save` keeps the state
+    in memory (so the conversation's next event in the batch reads it back) and hands the write to it,
     which runs it in the same transaction as the replies, the disclosure records and the inbox rows:
     a turn and its reply are stored together or not at all. The worker calls :meth:`settle` after the
     batch's commit or rollback. Without a batch, :meth:`save` writes at once like the SQL store.
@@ -157,7 +157,6 @@ class WriteBehindConversations:
     def __init__(self, inner: SqlConversationStore) -> None:
         self._inner = inner
         self._pending: dict[tuple[str, str], ConversationState] = {}
-        self.defer: Callable[[Callable[[Connection], Any]], bool] = lambda op: False
 
     def load(self, channel: Channel, user_id: str) -> ConversationState:
         held = self._pending.get((Channel(channel).value, user_id))
@@ -170,7 +169,7 @@ class WriteBehindConversations:
         if turn is not None:
             require_aware(turn.at, "Turn.at")
         inner = self._inner
-        if self.defer(lambda conn: inner.save_in(conn, snapshot, turn)):
+        if defer_write(lambda conn: inner.save_in(conn, snapshot, turn)):
             self._pending[(Channel(state.channel).value, state.user_id)] = snapshot
             return snapshot
         return inner.save(state, turn)
