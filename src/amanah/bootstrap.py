@@ -215,12 +215,6 @@ def _web(settings: Settings, clock: Clock, engine: Engine | None) -> tuple[WebSe
     )
 
 
-def _prefetching(classifier: Classifier) -> Classifier:
-    from amanah.adapters.channels.pipeline import prefetching
-
-    return prefetching(classifier)
-
-
 def _assemble(
     settings: Settings,
     clock: Clock,
@@ -251,7 +245,7 @@ def _assemble(
             settings,
             core,
             conversations,
-            _prefetching(classifier),
+            classifier,
             knowledge,
             clock,
             link_url_for=linking.link_url_for,

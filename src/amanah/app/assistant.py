@@ -125,7 +125,11 @@ class Assistant:
         self.handlers: dict[Intent, IntentHandler] = dict(handlers or {})
 
     def with_parts(
-        self, *, conversations: ConversationStore | None = None, knowledge: KnowledgeBase | None = None
+        self,
+        *,
+        conversations: ConversationStore | None = None,
+        knowledge: KnowledgeBase | None = None,
+        classifier: Classifier | None = None,
     ) -> Assistant:
         """The same assistant with some of its ports replaced (a channel worker's batching ones)."""
         clone = copy.copy(self)
@@ -133,6 +137,8 @@ class Assistant:
             clone.conversations = conversations
         if knowledge is not None:
             clone.knowledge = knowledge
+        if classifier is not None:
+            clone.classifier = classifier
         return clone
 
     # -- entry point --------------------------------------------------------------------------

@@ -62,7 +62,7 @@ from amanah.adapters.storage.sql_outbox import QueuedCall, SqlOutbox
 from amanah.app.commands import InboundMessage
 from amanah.app.egress import EgressGuard, PreparedReply
 from amanah.app.messages import label
-from amanah.app.ports import Classifier, Clock
+from amanah.app.ports import Clock
 from amanah.domain.conversation import Channel
 from amanah.domain.errors import ValidationError
 from amanah.domain.intents import Classification
@@ -200,14 +200,6 @@ class PrefetchingKnowledgeBase(_Prefetching):
             return cast(Sequence[Any], hits[:limit])
         result: Sequence[Any] = self.inner.search(text, language, limit)
         return result
-
-
-def prefetching(classifier: Classifier) -> Classifier:
-    """``classifier`` wrapped in :class:`PrefetchingClassifier` when it can classify in batches."""
-    if isinstance(classifier, PrefetchingClassifier) or not hasattr(classifier, "classify_many"):
-        return classifier
-    wrapped: Classifier = PrefetchingClassifier(classifier)
-    return wrapped
 
 
 @dataclass

@@ -59,7 +59,11 @@ from amanah.adapters.channels.pacing import (
     channel_bucket,
     thread_bucket,
 )
-from amanah.adapters.channels.pipeline import ChannelPipeline, PrefetchingKnowledgeBase
+from amanah.adapters.channels.pipeline import (
+    ChannelPipeline,
+    PrefetchingClassifier,
+    PrefetchingKnowledgeBase,
+)
 from amanah.adapters.channels.policy import (
     MAX_ATTEMPTS,
     SendDecision,
@@ -716,14 +720,19 @@ def make_pipeline(container: Any) -> ChannelPipeline:
     assistant = container.assistant
     conversations: WriteBehindConversations | None = None
     knowledge: PrefetchingKnowledgeBase | None = None
+    classifier: PrefetchingClassifier | None = None
     if hasattr(assistant, "with_parts"):
         # The worker's own assistant: its turns are written with the replies, one batch at a time,
-        # and the knowledge base is searched for a whole batch of messages at once.
+        # and the classifier and the knowledge base work on a whole batch of messages at once.
         if isinstance(assistant.conversations, SqlConversationStore):
             conversations = WriteBehindConversations(assistant.conversations)
         if hasattr(assistant.knowledge, "search_many"):
             knowledge = PrefetchingKnowledgeBase(assistant.knowledge)
-        assistant = assistant.with_parts(conversations=conversations, knowledge=knowledge)
+        if hasattr(assistant.classifier, "classify_many"):
+            classifier = PrefetchingClassifier(assistant.classifier)
+        assistant = assistant.with_parts(
+            conversations=conversations, knowledge=knowledge, classifier=classifier
+        )
     return ChannelPipeline(
         knowledge=knowledge,
         adapters=runtime.adapters,
@@ -738,7 +747,7 @@ def make_pipeline(container: Any) -> ChannelPipeline:
         clock=container.clock,
         lease_s=settings.worker_lease_s,
         our_app_id=settings.messenger_app_id,
-        classifier=getattr(container.assistant, "classifier", None),
+        classifier=classifier,
         inbox_app_id=settings.messenger_inbox_app_id,
     )
 
