@@ -46,6 +46,11 @@ class EgressGuard(Protocol):
         """
         ...
 
+    def lock(self, conn: Any) -> None:
+        """Take the disclosure ledger's lock now, at the start of a transaction that will ``record``
+        several replies: taken before any row lock, writers queue on it instead of deadlocking."""
+        ...
+
     def record(
         self,
         conn: Any,

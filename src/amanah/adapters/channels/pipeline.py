@@ -317,9 +317,7 @@ class ChannelPipeline:
             with self.outbox.writer.begin() as conn:
                 # The disclosure ledger's lock first, before any row lock: batches of several workers
                 # then queue on it instead of deadlocking (PostgreSQL).
-                lock = getattr(getattr(self.guard, "ledger", None), "lock", None)
-                if callable(lock):
-                    lock(conn)
+                self.guard.lock(conn)
                 for op in batch.ops:
                     op(conn)
         except Exception as exc:

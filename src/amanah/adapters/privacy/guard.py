@@ -246,6 +246,10 @@ class AgreementGuard:
             customer_id=customer_id,
         )
 
+    def lock(self, conn: Any) -> None:
+        """Take the disclosure ledger's lock at the start of ``conn``'s transaction."""
+        self.ledger.lock(conn)
+
     def record(
         self,
         conn: Any,

@@ -495,6 +495,10 @@ class DisclosureLedger(Protocol):
         """Append one record inside the caller's transaction ``conn`` (``None``: a transaction of its own)."""
         ...
 
+    def lock(self, conn: Any) -> None:
+        """Take the append lock at the start of ``conn``'s transaction (before any row lock)."""
+        ...
+
     def records(
         self, customer_id: int | None = None, channel: Channel | None = None
     ) -> Sequence[LedgerRecord]:
@@ -517,6 +521,9 @@ class InMemoryDisclosureLedger:
     def __init__(self) -> None:
         self.rows: list[LedgerRecord] = []
         self._lock = threading.Lock()
+
+    def lock(self, conn: Any) -> None:
+        """Nothing to take: appends are serialised by the list's own lock."""
 
     def append(self, conn: Any, disclosure: Disclosure) -> LedgerRecord:
         with self._lock:
