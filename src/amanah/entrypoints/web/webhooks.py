@@ -18,7 +18,6 @@ lists outbox counts, failed and held calls, and open agent notes, for operators.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import threading
@@ -29,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
 from amanah.adapters.channels.base import ChannelAdapter, MalformedPayload
 from amanah.adapters.storage.sql_inbox import SqlInbox
 from amanah.domain.conversation import Channel
+from amanah.entrypoints.web.agents import check_admin
 
 if TYPE_CHECKING:
     from fastapi.templating import Jinja2Templates
@@ -283,11 +283,9 @@ def router(container: Container, templates: Jinja2Templates) -> APIRouter:
 
     @r.get("/admin/outbox", include_in_schema=False)
     def admin_outbox(request: Request, status: str = "failed,held", limit: int = 100) -> Response:
-        given = request.headers.get("authorization", "")
-        if not admin_token:
-            return JSONResponse({"error": "not_found"}, status_code=404)
-        if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        denied = check_admin(request, admin_token)
+        if denied is not None:
+            return denied
         statuses = [s for s in status.split(",") if s]
         outbox = runtime.outbox
         doc = {
