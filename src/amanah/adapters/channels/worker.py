@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -167,8 +168,6 @@ def build_runtime(settings: Settings, engine: Any, clock: Clock | None = None) -
 
 def _note_text(body: bytes) -> str:
     """The human-readable text of a stored call, for an agent note."""
-    import json
-
     try:
         doc = json.loads(body)
     except ValueError:
@@ -203,8 +202,6 @@ def _decision(adapter: ChannelAdapter, row: OutboxRow, now: datetime) -> SendDec
 
 
 def _body_tag(body: bytes) -> str | None:
-    import json
-
     try:
         doc = json.loads(body)
     except ValueError:
