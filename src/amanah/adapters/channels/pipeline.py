@@ -321,8 +321,6 @@ class ChannelPipeline:
                 for op in batch.ops:
                     op(conn)
         except Exception as exc:
-            if self.conversations is not None:
-                self.conversations.settle()
             self.stats.failures += 1
             if isinstance(exc, LeaseLost):
                 log.info("lease lost in a batch of %d events; they run again", batch.events)
@@ -339,30 +337,31 @@ class ChannelPipeline:
             self.stats.events -= batch.events
             self._unwritten += batch.events
             return batch.events
-        if self.conversations is not None:
-            self.conversations.settle()
+        finally:
+            if self.conversations is not None:
+                self.conversations.settle()  # committed or rolled back: read from the database again
         self.stats.replies += batch.replies
         if batch.replies and self.on_queued is not None:
             self.on_queued()
         return 0
 
-    def _mark(self) -> tuple[_Batch, int, int, Any] | None:
-        """Where the open batch stands before an event (to take the event's writes back out)."""
+    def _mark(self, conv: ClaimedConversation) -> tuple[_Batch, int, int, Any] | None:
+        """Where the open batch stands before an event of ``conv`` (to take its writes back out)."""
         batch = self._batch
         if batch is None:
             return None
-        held = self.conversations.snapshot() if self.conversations is not None else None
+        held = self.conversations.held(conv.channel, conv.user_id) if self.conversations is not None else None
         return batch, len(batch.ops), batch.replies, held
 
-    def _rewind(self, mark: tuple[_Batch, int, int, Any] | None) -> None:
+    def _rewind(self, conv: ClaimedConversation, mark: tuple[_Batch, int, int, Any] | None) -> None:
         """Drop what a failed event added to the batch: its turn, secure links, reply, state."""
         if mark is None or mark[0] is not self._batch:
             return
         batch, ops, replies, held = mark
         del batch.ops[ops:]
         batch.replies = replies
-        if self.conversations is not None and held is not None:
-            self.conversations.restore(held)
+        if self.conversations is not None:
+            self.conversations.put_back(conv.channel, conv.user_id, held)
 
     def _open_batch(self, batch: _Batch) -> None:
         self._batch = batch
@@ -391,7 +390,7 @@ class ChannelPipeline:
             batch.conversations.append((conv.channel, conv.user_id))
         try:
             for item in conv.items:
-                mark = self._mark()
+                mark = self._mark(conv)
                 try:
                     self.handle(item, owner, thread)
                 except LeaseLost:
@@ -399,7 +398,7 @@ class ChannelPipeline:
                     log.info("lease lost on a %s conversation; another worker continues", conv.channel)
                     return handled
                 except Exception as exc:  # one bad event must not stop the worker
-                    self._rewind(mark)  # nothing of the failed event stays in the batch
+                    self._rewind(conv, mark)  # nothing of the failed event stays in the batch
                     thread.released = False
                     self.stats.failures += 1
                     log.exception("inbox event %s failed", item.id)

@@ -174,12 +174,17 @@ class WriteBehindConversations:
             return snapshot
         return inner.save(state, turn)
 
-    def snapshot(self) -> dict[tuple[str, str], ConversationState]:
-        """The states held for the open batch (to restore if an event's writes are taken back)."""
-        return dict(self._pending)
+    def held(self, channel: Channel, user_id: str) -> ConversationState | None:
+        """The state held for this conversation in the open batch (None: read from the database)."""
+        return self._pending.get((Channel(channel).value, user_id))
 
-    def restore(self, held: dict[tuple[str, str], ConversationState]) -> None:
-        self._pending = dict(held)
+    def put_back(self, channel: Channel, user_id: str, state: ConversationState | None) -> None:
+        """Hold ``state`` again (an event's writes were taken back out of the batch)."""
+        key = (Channel(channel).value, user_id)
+        if state is None:
+            self._pending.pop(key, None)
+        else:
+            self._pending[key] = state
 
     def settle(self) -> None:
         """The batch was committed or rolled back: read from the database again."""
